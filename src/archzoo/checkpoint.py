@@ -1,0 +1,86 @@
+"""Checkpoints: one ``.safetensors`` file whose metadata holds what is needed to rebuild and use
+the model. No pickled objects anywhere; writes are atomic (temporary file, fsync, rename), so a
+crash mid-write leaves the previous file intact.
+
+The metadata is a JSON object under the key ``"archzoo"``::
+
+    {"schema": 1, "model": "resnet20", "kwargs": {...}, "num_classes": 10, "in_chans": 3,
+     "class_names": [...], "input_size": [3, 32, 32], "mean": [...], "std": [...], ...}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+SCHEMA_VERSION = 1
+META_KEY = "archzoo"
+
+
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """Call ``write(tmp_path)`` then atomically move the result to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Write ``tensors`` and the JSON-serialisable ``meta`` to ``path`` atomically."""
+    meta = {"schema": SCHEMA_VERSION, **meta}
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={META_KEY: json.dumps(meta)}))
+
+
+def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read a checkpoint written by :func:`save_tensors`; the metadata is ``{}`` for a foreign file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        tensors = load_file(str(path))
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get(META_KEY)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"{path} is not a readable .safetensors file: {e}") from e
+    meta = json.loads(raw) if raw else {}
+    if meta.get("schema", SCHEMA_VERSION) > SCHEMA_VERSION:
+        raise ValueError(f"{path} was written by a newer archzoo (schema {meta['schema']} > {SCHEMA_VERSION})")
+    return tensors, meta
+
+
+def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors and metadata from ``.safetensors`` or, for foreign files, ``.pth/.pt/.bin`` read with
+    ``torch.load(weights_only=True)`` (never unpickling arbitrary objects)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return load_tensors(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError ...
+        raise ValueError(f"{path} could not be read as a weights-only PyTorch file: {e}") from e
+    for wrapper in ("state_dict", "model", "model_state_dict", "module"):
+        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
+            obj = obj[wrapper]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{path} does not hold a state dict (a mapping of names to tensors)")
+    return {k.removeprefix("module."): v for k, v in obj.items()}, {}

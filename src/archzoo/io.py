@@ -1,0 +1,43 @@
+"""Save a model to one ``.safetensors`` file and rebuild it from that file alone."""
+
+from __future__ import annotations
+
+import os
+
+import torch.nn as nn
+
+from .checkpoint import load_tensors, save_tensors
+
+
+def save_model(model: nn.Module, path: str | os.PathLike, **meta) -> None:
+    """Write ``model``'s weights and what is needed to rebuild it (name, arguments, card input
+    size and normalisation, plus any ``meta`` such as ``class_names``) atomically to ``path``."""
+    from .features import FeatureExtractor
+
+    if isinstance(model, FeatureExtractor):
+        model = model.model
+    if not hasattr(model, "build_args"):
+        raise ValueError("save_model needs a model made by archzoo.create_model (it records how to rebuild it)")
+    card = model.card
+    info = {
+        **model.build_args,
+        "input_size": list(card.input_size),
+        "mean": list(card.mean),
+        "std": list(card.std),
+        **meta,
+    }
+    save_tensors(path, model.state_dict(), info)
+
+
+def load_model(path: str | os.PathLike, **overrides) -> tuple[nn.Module, dict]:
+    """Rebuild the model saved at ``path``; return it (in eval mode) and the file's metadata."""
+    from .builder import create_model
+
+    tensors, meta = load_tensors(path)
+    if "model" not in meta:
+        raise ValueError(f"{path} has no archzoo metadata; use create_model(name, weights=path) for a bare state dict")
+    kwargs = {**meta.get("kwargs", {}), **overrides}
+    model = create_model(meta["model"], num_classes=meta["num_classes"], in_chans=meta["in_chans"], **kwargs)
+    model.load_state_dict(tensors, strict=True)
+    model.eval()
+    return model, meta

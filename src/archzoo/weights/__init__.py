@@ -1,0 +1,128 @@
+"""Converting state dicts from other libraries (torchvision, timm) to archzoo's layout.
+
+A converter is registered per ``(family, source)``. Most are a :class:`KeyMap`: an ordered list
+of regular-expression renames, readable as a table. Anything a rename cannot express (a reshape,
+a split) is a plain function ``fn(state_dict, model_name) -> state_dict``.
+
+:func:`convert_weights` checks the result against the real model: every key must be present,
+nothing may be left over, and every shape must match, so a converter that drops or misplaces a
+tensor fails loudly instead of loading silently.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+SOURCES = ("torchvision", "timm")
+StateDict = dict[str, torch.Tensor]
+
+_CONVERTERS: dict[tuple[str, str], Callable[[StateDict, str], StateDict]] = {}
+_FAMILY_MODULES = ("resnet",)
+
+
+@dataclass(frozen=True)
+class KeyMap:
+    """Ordered ``(pattern, replacement)`` renames; the first pattern that fully matches a key wins.
+
+    A replacement of ``None`` drops the key (for tensors the reference keeps and we do not need).
+    A key no pattern matches is an error naming it. ``shift`` renumbers an index after the
+    rename: ``(("stages", -1),)`` turns ``stages.1.0...`` into ``stages.0.0...`` for references
+    that count from 1.
+    """
+
+    rules: tuple[tuple[str, str | None], ...]
+    shift: tuple[tuple[str, int], ...] = ()
+
+    def __call__(self, state_dict: StateDict, model_name: str = "") -> StateDict:
+        compiled = [(re.compile(p), r) for p, r in self.rules]
+        out: StateDict = {}
+        for key, value in state_dict.items():
+            for pattern, repl in compiled:
+                m = pattern.fullmatch(key)
+                if m:
+                    if repl is not None:
+                        out[m.expand(repl)] = value
+                    break
+            else:
+                raise KeyError(f"no conversion rule for key {key!r} (model {model_name or '?'})")
+        for prefix, by in self.shift:
+            pattern = re.compile(rf"^{re.escape(prefix)}\.(\d+)")
+            out = {pattern.sub(lambda m: f"{prefix}.{int(m.group(1)) + by}", k): v for k, v in out.items()}
+        return out
+
+
+def register_converter(family: str, source: str, converter: Callable[[StateDict, str], StateDict]) -> None:
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    if (family, source) in _CONVERTERS:
+        raise ValueError(f"a {source} converter for family {family!r} is registered twice")
+    _CONVERTERS[(family, source)] = converter
+
+
+def _load_family_modules() -> None:
+    for name in _FAMILY_MODULES:
+        importlib.import_module(f"{__name__}.{name}")
+
+
+def sources_for(family: str) -> list[str]:
+    _load_family_modules()
+    return [s for s in SOURCES if (family, s) in _CONVERTERS]
+
+
+def convert_weights(name: str, state_dict: StateDict, source: str | None = None, *, check: bool = True) -> StateDict:
+    """Convert a ``source`` (``"torchvision"`` or ``"timm"``) state dict of model ``name`` to ours.
+
+    ``source=None`` uses the source of the model card's reference. With ``check`` the result is
+    verified against the model (keys and shapes; the classifier may have another class count).
+    """
+    from ..registry import model_card
+
+    _load_family_modules()
+    card = model_card(name)
+    source = source or card.reference_source
+    if source is None:
+        raise ValueError(f"{name} has no reference implementation; pass source='torchvision' or 'timm'")
+    converter = _CONVERTERS.get((card.family, source))
+    if converter is None:
+        known = sources_for(card.family)
+        raise ValueError(f"no {source} converter for {name} (family {card.family}); known sources: {known or 'none'}")
+    out = converter(dict(state_dict), name)
+    if check:
+        check_state_dict(name, out)
+    return out
+
+
+def expected_shapes(name: str, **kwargs) -> dict[str, torch.Size]:
+    """Parameter and buffer shapes of ``create_model(name)``, built on the meta device (no memory)."""
+    from ..builder import create_model
+
+    with torch.device("meta"):
+        model = create_model(name, **kwargs)
+    return {k: v.shape for k, v in model.state_dict().items()}
+
+
+def check_state_dict(name: str, state_dict: StateDict, **kwargs) -> None:
+    """Raise a ``ValueError`` listing missing, unexpected and mis-shaped keys for model ``name``."""
+    from ..registry import model_card
+
+    classifier = model_card(name).classifier + "."
+    want = expected_shapes(name, **kwargs)
+    missing = sorted(set(want) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(want))
+    bad_shape = sorted(
+        f"{k}: got {tuple(state_dict[k].shape)}, want {tuple(want[k])}"
+        for k in set(want) & set(state_dict)
+        if state_dict[k].shape != want[k] and not k.startswith(classifier)
+    )
+    problems = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", bad_shape)):
+        if items:
+            shown = ", ".join(items[:8]) + (f", ... ({len(items)} in all)" if len(items) > 8 else "")
+            problems.append(f"{label}: {shown}")
+    if problems:
+        raise ValueError(f"state dict does not fit {name}: " + "; ".join(problems))

@@ -1,0 +1,39 @@
+"""Key maps for the ResNet family (ResNet, ResNeXt, Wide ResNet, SE-ResNet/ResNeXt, SENet-154).
+
+torchvision and timm name a block's layers ``conv1``/``bn1`` ...; ours group each conv with its
+norm as ``conv1.conv``/``conv1.bn``. timm's ``legacy_senet154`` names the stem ``layer0`` and the
+classifier ``last_linear``.
+"""
+
+from . import KeyMap, register_converter
+
+_BN = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
+
+_COMMON = (
+    (r"conv1\.weight", r"stem.conv.conv.weight"),
+    (rf"bn1\.{_BN}", r"stem.conv.bn.\1"),
+    (r"layer(\d)\.(\d+)\.conv(\d)\.weight", r"stages.\1.\2.conv\3.conv.weight"),
+    (rf"layer(\d)\.(\d+)\.bn(\d)\.{_BN}", r"stages.\1.\2.conv\3.bn.\4"),
+    (r"layer(\d)\.(\d+)\.downsample\.0\.weight", r"stages.\1.\2.shortcut.conv.weight"),
+    (rf"layer(\d)\.(\d+)\.downsample\.1\.{_BN}", r"stages.\1.\2.shortcut.bn.\3"),
+    (r"fc\.(weight|bias)", r"head.fc.\1"),
+)
+_SE = ((r"layer(\d)\.(\d+)\.se\.(fc\d)\.(weight|bias)", r"stages.\1.\2.se.\3.\4"),)
+_LEGACY_SENET = (
+    (r"layer0\.conv(\d)\.weight", r"stem.conv\1.conv.weight"),
+    (rf"layer0\.bn(\d)\.{_BN}", r"stem.conv\1.bn.\2"),
+    (r"layer(\d)\.(\d+)\.se_module\.(fc\d)\.(weight|bias)", r"stages.\1.\2.se.\3.\4"),
+    (r"last_linear\.(weight|bias)", r"head.fc.\1"),
+)
+
+
+_TV = KeyMap(_COMMON, shift=(("stages", -1),))  # references count stages from 1 (layer1)
+_LEGACY = KeyMap(_LEGACY_SENET + _COMMON + _SE, shift=(("stages", -1),))
+
+register_converter("resnet", "torchvision", _TV)
+register_converter("resnext", "torchvision", _TV)
+register_converter("wide_resnet", "torchvision", _TV)
+register_converter("resnet", "timm", _TV)
+register_converter("senet", "timm", _LEGACY)
+register_converter("resnext", "timm", _TV)
+register_converter("wide_resnet", "timm", _TV)
