@@ -44,39 +44,33 @@ def test_output_parity(name):
 
     # the same through features_only: our stage maps equal the reference's
     ref_feats = _reference_features(card, reference, x)
-    if ref_feats is not None:
-        extractor = archzoo.create_model(name, features_only=True).eval()
-        extractor.model.load_state_dict(model.state_dict(), strict=False)
-        with torch.no_grad():
-            ours = extractor(x)
-        assert len(ours) == len(ref_feats)
-        for a, b in zip(ref_feats, ours):
-            assert a.shape == b.shape
-            assert _max_rel_diff(a, b) <= TOL
+    assert ref_feats is not None, f"no reference features for {name}: register feature_nodes with its converter"
+    extractor = archzoo.create_model(name, features_only=True).eval()
+    extractor.model.load_state_dict(model.state_dict(), strict=False)
+    with torch.no_grad():
+        ours = extractor(x)
+    assert len(ours) == len(ref_feats)
+    for a, b in zip(ref_feats, ours):
+        assert a.shape == b.shape
+        assert _max_rel_diff(a, b) <= TOL
 
 
 def _reference_features(card, reference, x):
-    """The reference's own multi-scale features: timm's ``forward_intermediates`` where it has it,
-    else torchvision's module outputs named by ``card.kwargs``-independent hooks."""
+    """The reference's own multi-scale features: timm's ``forward_intermediates``, or for
+    torchvision the graph nodes the family's converter names."""
     if hasattr(reference, "forward_intermediates"):
         with torch.no_grad():
             return reference.forward_intermediates(x, intermediates_only=True)
     from torchvision.models.feature_extraction import create_feature_extractor
 
-    nodes = _TORCHVISION_FEATURE_NODES.get(card.family)
+    from archzoo.weights import reference_feature_nodes
+
+    nodes = reference_feature_nodes(card.name)
     if nodes is None:
         return None
     extractor = create_feature_extractor(reference, return_nodes=nodes)
     with torch.no_grad():
         return list(extractor(x).values())
-
-
-# torchvision models have no feature API; these are the graph nodes matching our feature_info
-_TORCHVISION_FEATURE_NODES = {
-    "resnet": ["relu", "layer1", "layer2", "layer3", "layer4"],
-    "resnext": ["relu", "layer1", "layer2", "layer3", "layer4"],
-    "wide_resnet": ["relu", "layer1", "layer2", "layer3", "layer4"],
-}
 
 
 def test_convert_rejects_a_wrong_state_dict():

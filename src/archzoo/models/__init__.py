@@ -1,3 +1,8 @@
 """Classifier families, one file each. Importing this package registers every model."""
 
-from . import resnet  # noqa: F401
+import importlib
+import pkgutil
+
+for _info in pkgutil.iter_modules(__path__):
+    if _info.name != "base":
+        importlib.import_module(f"{__name__}.{_info.name}")

@@ -12,6 +12,7 @@ tensor fails loudly instead of loading silently.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import re
 from dataclasses import dataclass
 from typing import Callable
@@ -22,7 +23,7 @@ SOURCES = ("torchvision", "timm")
 StateDict = dict[str, torch.Tensor]
 
 _CONVERTERS: dict[tuple[str, str], Callable[[StateDict, str], StateDict]] = {}
-_FAMILY_MODULES = ("resnet",)
+_FEATURE_NODES: dict[str, Callable[[str], list[str]]] = {}
 
 
 @dataclass(frozen=True)
@@ -56,17 +57,40 @@ class KeyMap:
         return out
 
 
-def register_converter(family: str, source: str, converter: Callable[[StateDict, str], StateDict]) -> None:
+def register_converter(
+    family: str,
+    source: str,
+    converter: Callable[[StateDict, str], StateDict],
+    feature_nodes: list[str] | Callable[[str], list[str]] | None = None,
+) -> None:
+    """Register ``converter`` for ``family`` from ``source``.
+
+    ``feature_nodes`` (torchvision only, whose models have no feature API) names the reference's
+    graph nodes that correspond to our ``feature_info`` entries, for the features parity tests:
+    a list, or a function of the model name.
+    """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
     if (family, source) in _CONVERTERS:
         raise ValueError(f"a {source} converter for family {family!r} is registered twice")
     _CONVERTERS[(family, source)] = converter
+    if feature_nodes is not None:
+        _FEATURE_NODES[family] = feature_nodes if callable(feature_nodes) else (lambda name, n=list(feature_nodes): n)
+
+
+def reference_feature_nodes(name: str) -> list[str] | None:
+    """The torchvision graph nodes matching ``feature_info`` of model ``name`` (None if unknown)."""
+    from ..registry import model_card
+
+    _load_family_modules()
+    fn = _FEATURE_NODES.get(model_card(name).family)
+    return fn(name) if fn else None
 
 
 def _load_family_modules() -> None:
-    for name in _FAMILY_MODULES:
-        importlib.import_module(f"{__name__}.{name}")
+    """Import every key-map module in this package (each registers its family's converters)."""
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
 
 
 def sources_for(family: str) -> list[str]:

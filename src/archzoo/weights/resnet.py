@@ -30,9 +30,11 @@ _LEGACY_SENET = (
 _TV = KeyMap(_COMMON, shift=(("stages", -1),))  # references count stages from 1 (layer1)
 _LEGACY = KeyMap(_LEGACY_SENET + _COMMON + _SE, shift=(("stages", -1),))
 
-register_converter("resnet", "torchvision", _TV)
-register_converter("resnext", "torchvision", _TV)
-register_converter("wide_resnet", "torchvision", _TV)
+_NODES = ["relu", "layer1", "layer2", "layer3", "layer4"]  # torchvision nodes matching our feature_info
+
+register_converter("resnet", "torchvision", _TV, feature_nodes=_NODES)
+register_converter("resnext", "torchvision", _TV, feature_nodes=_NODES)
+register_converter("wide_resnet", "torchvision", _TV, feature_nodes=_NODES)
 register_converter("resnet", "timm", _TV)
 register_converter("senet", "timm", _LEGACY)
 register_converter("resnext", "timm", _TV)

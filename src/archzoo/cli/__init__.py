@@ -1,0 +1,1 @@
+"""The ``archzoo`` command line: one module per command, each defining ``register(subparsers)``."""

@@ -1,0 +1,49 @@
+"""Measured properties of a model: parameters, GFLOPs and CPU latency, from the real model.
+
+GFLOPs follow the convention of torchvision's model tables and of the papers: one
+multiply-accumulate counts once (so ResNet-50 is 4.1 "GFLOPs"). They are counted by
+``torch.utils.flop_counter`` (convolutions, linear layers, matrix products), which reports
+2 FLOPs per multiply-accumulate, halved here.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+import torch.nn as nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def count_params(model: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+@torch.no_grad()
+def count_gflops(model: nn.Module, input_size: tuple[int, int, int]) -> float:
+    """Multiply-accumulates (in billions) of one forward pass on one image of ``input_size``."""
+    was_training = model.training
+    model.eval()
+    x = torch.zeros(1, *input_size)
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    model.train(was_training)
+    return counter.get_total_flops() / 2 / 1e9
+
+
+@torch.no_grad()
+def measure_latency(model: nn.Module, input_size: tuple[int, int, int], repeats: int = 10, warmup: int = 2) -> float:
+    """Median wall-clock milliseconds of a batch-1 forward pass in eval mode on the CPU."""
+    was_training = model.training
+    model.eval()
+    x = torch.randn(1, *input_size)
+    for _ in range(warmup):
+        model(x)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        model(x)
+        times.append(time.perf_counter() - t)
+    model.train(was_training)
+    return statistics.median(times) * 1e3
