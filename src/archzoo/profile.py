@@ -25,11 +25,31 @@ def count_gflops(model: nn.Module, input_size: tuple[int, int, int]) -> float:
     """Multiply-accumulates (in billions) of one forward pass on one image of ``input_size``."""
     was_training = model.training
     model.eval()
-    x = torch.zeros(1, *input_size)
+    device = next(model.parameters()).device
+    x = torch.zeros(1, *input_size, device=device)
     with FlopCounterMode(display=False) as counter:
         model(x)
     model.train(was_training)
     return counter.get_total_flops() / 2 / 1e9
+
+
+def model_stats(name: str, input_size: tuple[int, int, int] | None = None) -> dict:
+    """Parameters and GFLOPs of registered model ``name`` at ``input_size`` (default: the card's).
+
+    The model is built on PyTorch's meta device, where tensors have shapes but no data, so even
+    the largest networks are measured in a fraction of a second and without memory.
+    """
+    from .builder import create_model
+    from .registry import model_card
+
+    input_size = tuple(input_size or model_card(name).input_size)
+    try:
+        with torch.device("meta"):
+            model = create_model(name)
+            return {"params": count_params(model), "gflops": count_gflops(model, input_size), "input_size": input_size}
+    except (NotImplementedError, RuntimeError):  # an operation without a meta kernel: measure for real
+        model = create_model(name)
+        return {"params": count_params(model), "gflops": count_gflops(model, input_size), "input_size": input_size}
 
 
 @torch.no_grad()

@@ -10,7 +10,8 @@ from rich.table import Table
 
 
 def console() -> Console:
-    return Console(soft_wrap=False)
+    # piped output (files, CI logs) gets a wide fixed width instead of rich's 80-column default
+    return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
 
 
 def print_json(obj) -> None:

@@ -1,0 +1,153 @@
+"""The registry, the build funnel and weight loading (ours, torchvision's, timm's)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+import archzoo
+from archzoo.checkpoint import save_tensors
+
+from helpers import build_reference, randomize_norms
+
+
+def test_list_models_filters():
+    assert "resnet50" in archzoo.list_models("resnet*")
+    assert all(n.startswith("resnet") for n in archzoo.list_models("resnet*"))
+    se = archzoo.list_models(task="classification", trick="squeeze_excitation")
+    assert "seresnext50_32x4d" in se and "resnet50" not in se
+    assert archzoo.list_models(family="resnext") == ["resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d"]
+    with pytest.raises(KeyError, match="unknown trick"):
+        archzoo.list_models(trick="magic")
+
+
+def test_unknown_model_suggests_close_names():
+    with pytest.raises(KeyError, match="did you mean.*resnet50"):
+        archzoo.create_model("resnet05")
+
+
+def test_duplicate_registration_raises():
+    from archzoo.registry import register_model
+
+    card = archzoo.model_card("resnet18")
+    with pytest.raises(ValueError, match="registered twice"):
+        register_model(card, lambda **kw: None)
+
+
+def test_card_with_unknown_trick_raises():
+    with pytest.raises(ValueError, match="unknown tricks"):
+        archzoo.ModelCard(name="x", family="x", year=2020, paper="p", tricks=("warp_drive",))
+
+
+def test_card_fields():
+    card = archzoo.model_card("seresnext50_32x4d")
+    assert card.family == "senet" and card.year == 2017 and "1709.01507" in card.paper
+    assert card.reference == "timm:seresnext50_32x4d"
+    assert card.input_size == (3, 224, 224) and len(card.mean) == 3
+
+
+def test_features_only_contract():
+    f = archzoo.create_model("resnet50", features_only=True, out_indices=(1, 2, 3, 4))
+    assert f.feature_info.channels() == [256, 512, 1024, 2048]
+    assert f.feature_info.strides() == [4, 8, 16, 32]
+    maps = f(torch.randn(1, 3, 64, 64))
+    assert [m.shape[1] for m in maps] == [256, 512, 1024, 2048]
+    with pytest.raises(ValueError, match="out of range"):
+        archzoo.create_model("resnet50", features_only=True, out_indices=(5,))
+    with pytest.raises(ValueError, match="only meaningful"):
+        archzoo.create_model("resnet50", out_indices=(1,))
+
+
+def test_features_stop_after_the_deepest_requested_map():
+    f = archzoo.create_model("resnet18", features_only=True, out_indices=(1,))
+    ran = []
+    f.model.stages[3].register_forward_hook(lambda *a: ran.append(True))
+    f(torch.randn(1, 3, 64, 64))
+    assert not ran
+    assert all(not m._forward_hooks or m is f.model.stages[3] for m in f.model.modules())
+
+
+@pytest.fixture
+def torchvision_resnet18():
+    return randomize_norms(build_reference("torchvision:resnet18")).eval()
+
+
+def test_weights_from_a_torchvision_pth(tmp_path, torchvision_resnet18):
+    path = tmp_path / "resnet18.pth"
+    torch.save(torchvision_resnet18.state_dict(), path)
+    model = archzoo.create_model("resnet18", weights=path).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), torchvision_resnet18(x), rtol=0, atol=1e-5)
+
+
+def test_weights_adapt_classes_and_channels(tmp_path, torchvision_resnet18):
+    path = tmp_path / "resnet18.pth"
+    torch.save({"state_dict": torchvision_resnet18.state_dict()}, path)
+    with pytest.warns(UserWarning, match="classifier"):
+        model = archzoo.create_model("resnet18", num_classes=7, in_chans=1, weights=path).eval()
+    # a grey image through the adapted conv equals the RGB image of three equal channels through the original
+    grey = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        ours = model.forward_features(grey)
+        ref = torch.nn.Sequential(*list(torchvision_resnet18.children())[:-2])(grey.expand(-1, 3, -1, -1))
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
+    assert model(grey).shape == (1, 7)
+
+
+def test_weights_that_do_not_fit_name_the_problem(tmp_path):
+    path = tmp_path / "other.pth"
+    torch.save(build_reference("torchvision:resnet34").state_dict(), path)
+    with pytest.raises(ValueError, match=r"does not fit resnet18.*unexpected"):
+        archzoo.create_model("resnet18", weights=path)
+    with pytest.raises(FileNotFoundError):
+        archzoo.create_model("resnet18", weights=tmp_path / "missing.safetensors")
+    with pytest.raises(ValueError, match="neither a weights file nor a shipped tag"):
+        archzoo.create_model("resnet18", weights="imagenet_please")
+
+
+def test_pickled_objects_are_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pth"
+    torch.save({"weight": Evil()}, path)
+    with pytest.raises(ValueError, match="weights-only"):
+        archzoo.create_model("resnet18", weights=path)
+
+
+def test_safetensors_for_another_model_is_refused(tmp_path):
+    path = tmp_path / "r20.safetensors"
+    archzoo.save_model(archzoo.create_model("resnet20"), path)
+    with pytest.raises(ValueError, match="holds weights for 'resnet20'"):
+        archzoo.create_model("resnet32", weights=path)
+    model = archzoo.create_model("resnet20", weights=path)
+    assert model.num_classes == 10
+
+
+def test_corrupt_safetensors_names_the_file(tmp_path):
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(b"not a safetensors file at all")
+    with pytest.raises(ValueError, match="bad.safetensors"):
+        archzoo.load_model(path)
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.safetensors"
+    save_tensors(path, {"a": torch.zeros(2)}, {"model": "x"})
+    import archzoo.checkpoint as ck
+
+    def boom(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ck, "save_file", boom)
+    with pytest.raises(OSError):
+        save_tensors(path, {"a": torch.ones(2)}, {"model": "x"})
+    tensors, meta = ck.load_tensors(path)
+    assert tensors["a"].sum() == 0 and meta["model"] == "x"
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.safetensors"]
