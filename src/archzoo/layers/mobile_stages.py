@@ -1,0 +1,109 @@
+"""From block strings to modules: compound scaling of a stage list and the stage builder.
+
+Mobile networks (MobileNetV2, EfficientNet) are written as stage lists in the block-string
+notation of :mod:`archzoo.blockstring`. :func:`scale_stages` applies a width and a depth
+multiplier (the compound scaling of Tan & Le 2019, arXiv:1905.11946), and :func:`build_stages`
+turns the specs into :class:`DepthwiseSeparable` / :class:`InvertedResidual` blocks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Iterable, Sequence
+
+import torch.nn as nn
+
+from ..blockstring import ACTIVATIONS, BlockSpec, Stages
+from ..features import feature
+from .conv import ActLayer, make_divisible
+from .inverted_residual import DepthwiseSeparable, InvertedResidual, NormLayer
+
+
+def round_channels(chs: int, width_mult: float = 1.0, divisor: int = 8) -> int:
+    """``chs * width_mult`` rounded to the nearest multiple of ``divisor``, never down by more than 10%."""
+    return make_divisible(chs * width_mult, divisor)
+
+
+def round_repeats(repeats: int, depth_mult: float = 1.0) -> int:
+    """``repeats * depth_mult`` rounded up (EfficientNet's depth rule)."""
+    return int(math.ceil(repeats * depth_mult))
+
+
+def scale_stages(stages: Stages, width_mult: float = 1.0, depth_mult: float = 1.0, divisor: int = 8) -> Stages:
+    """Compound scaling: every block's output channels times ``width_mult`` (:func:`round_channels`)
+    and its repeats times ``depth_mult`` (:func:`round_repeats`).
+
+    Channels are rounded even at ``width_mult=1`` (the reference implementations do the same), so
+    a scaled stage list always has widths divisible by ``divisor``.
+    """
+    return tuple(
+        tuple(replace(spec, out_chs=round_channels(spec.out_chs, width_mult, divisor),
+                      repeats=round_repeats(spec.repeats, depth_mult)) for spec in stage)
+        for stage in stages
+    )
+
+
+def make_block(
+    spec: BlockSpec,
+    in_chs: int,
+    stride: int,
+    act_layer: ActLayer,
+    norm_layer: NormLayer = nn.BatchNorm2d,
+    drop_path: float = 0.0,
+) -> nn.Module:
+    """One block of ``spec`` (one repeat) reading ``in_chs`` channels at ``stride``."""
+    act = ACTIVATIONS[spec.act] if spec.act else act_layer
+    common = dict(kernel_size=spec.kernel, stride=stride, se_ratio=spec.se_ratio, act_layer=act,
+                  norm_layer=norm_layer, skip=spec.skip, drop_path=drop_path)
+    if spec.block == "ds":
+        return DepthwiseSeparable(in_chs, spec.out_chs, **common)
+    if spec.block == "ir":
+        return InvertedResidual(in_chs, spec.out_chs, spec.expansion, **common)
+    raise ValueError(f"no module for block type {spec.block!r}")
+
+
+def build_stages(
+    stages: Stages,
+    in_chs: int,
+    act_layer: ActLayer,
+    norm_layer: NormLayer = nn.BatchNorm2d,
+    drop_path_rate: float = 0.0,
+    in_stride: int = 1,
+) -> tuple[nn.Sequential, list[dict]]:
+    """``nn.Sequential`` of stages (each an ``nn.Sequential`` of blocks) and, per stage, its
+    output ``channels`` and ``stride`` (``in_stride`` times the strides so far).
+
+    Block ``i`` of ``n`` gets stochastic depth ``drop_path_rate * i / n`` (torchvision's rule for
+    EfficientNet; only blocks with a shortcut use it).
+    """
+    total = sum(spec.repeats for stage in stages for spec in stage)
+    index, stride = 0, in_stride
+    modules, info = [], []
+    for stage in stages:
+        blocks = []
+        for spec in stage:
+            for r in range(spec.repeats):
+                s = spec.stride if r == 0 else 1
+                blocks.append(make_block(spec, in_chs, s, act_layer, norm_layer, drop_path_rate * index / total))
+                in_chs = spec.out_chs
+                stride *= s
+                index += 1
+        modules.append(nn.Sequential(*blocks))
+        info.append({"channels": in_chs, "stride": stride})
+    return nn.Sequential(*modules), info
+
+
+def stage_features(info: Sequence[dict], prefix: str = "stages") -> list[dict]:
+    """The feature maps a detector wants: each stage after which the stride grows, and the last
+    stage (timm's convention for these networks: strides 2, 4, 8, 16, 32)."""
+    picked = []
+    for i, entry in enumerate(info):
+        if i == len(info) - 1 or info[i + 1]["stride"] > entry["stride"]:
+            picked.append(feature(entry["channels"], entry["stride"], f"{prefix}.{i}"))
+    return picked
+
+
+def block_types(stages: Iterable[Iterable[BlockSpec]]) -> list[list[str]]:
+    """The block type of every block (repeats expanded), stage by stage; converters use it."""
+    return [[spec.block for spec in stage for _ in range(spec.repeats)] for stage in stages]
