@@ -1,0 +1,97 @@
+"""Per-sample transforms (``torchvision.transforms.v2``) from uint8 ``[C, H, W]`` images to
+normalised float32 ``[C, s, s]`` model inputs.
+
+Two regimes, chosen by the input size (``small=None``: ``input_size <= 64``):
+
+* small images (CIFAR, digits, shapes): train = resize to ``s x s`` if needed, pad by ``pad``
+  and take a random ``s x s`` crop, random horizontal flip (He et al. 2015, arXiv:1512.03385,
+  section 4.2); eval = resize to ``s x s``.
+* large images (photos): train = random-resized crop (Szegedy et al. 2014, arXiv:1409.4842) and
+  flip; eval = resize the shorter side to ``s / crop_pct`` and take the centre ``s x s`` crop.
+
+``augment`` adds, after the geometric part: ``"randaugment"`` (Cubuk et al. 2019,
+arXiv:1909.13719) or ``"trivialaugment"`` (Müller & Hutter 2021, arXiv:2103.10158);
+``"none"`` makes the train transform equal to the eval one. ``color_jitter`` > 0 adds
+brightness/contrast/saturation jitter of that strength in training.
+
+Channels are matched to the model first (``in_chans``, default ``len(mean)``): a grey image is
+replicated to RGB, an RGB image is converted to grey with the ITU-R 601 luma weights.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+AUGMENTS = ("none", "basic", "randaugment", "trivialaugment")
+
+
+class MatchChannels(torch.nn.Module):
+    """uint8 or float ``[..., C, H, W]`` with C in {1, 3} -> ``in_chans`` channels (1 or 3)."""
+
+    def __init__(self, in_chans: int) -> None:
+        super().__init__()
+        if in_chans not in (1, 3):
+            raise ValueError(f"in_chans must be 1 or 3 to match image channels, got {in_chans}")
+        self.in_chans = in_chans
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[-3]
+        if c == self.in_chans:
+            return x
+        if c == 1:
+            return x.expand(*x.shape[:-3], 3, *x.shape[-2:]).contiguous()
+        if c == 3:
+            return TF.rgb_to_grayscale(x, num_output_channels=1)
+        raise ValueError(f"cannot convert a {c}-channel image to {self.in_chans} channels")
+
+    def extra_repr(self) -> str:
+        return f"in_chans={self.in_chans}"
+
+
+def build_transform(
+    train: bool,
+    input_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    augment: str = "basic",
+    *,
+    in_chans: int | None = None,
+    color_jitter: float = 0.0,
+    small: bool | None = None,
+    pad: int = 4,
+    flip: bool = True,
+    scale: tuple[float, float] = (0.08, 1.0),
+    crop_pct: float = 0.875,
+) -> v2.Compose:
+    """The per-sample transform for training (``train=True``) or evaluation; see the module doc."""
+    if augment not in AUGMENTS:
+        raise ValueError(f"augment must be one of {AUGMENTS}, got {augment!r}")
+    if len(mean) != len(std):
+        raise ValueError(f"mean and std differ in length: {len(mean)} vs {len(std)}")
+    s = int(input_size)
+    small = s <= 64 if small is None else small
+    ops: list = [MatchChannels(in_chans or len(mean))]
+    if not train or augment == "none":
+        if small:
+            ops.append(v2.Resize((s, s), antialias=True))
+        else:
+            ops += [v2.Resize(int(s / crop_pct), antialias=True), v2.CenterCrop(s)]
+    else:
+        if small:
+            ops += [v2.Resize((s, s), antialias=True), v2.RandomCrop(s, padding=pad) if pad else v2.Identity()]
+        else:
+            ops.append(v2.RandomResizedCrop(s, scale=scale, antialias=True))
+        if flip:
+            ops.append(v2.RandomHorizontalFlip())
+        if augment == "randaugment":
+            ops.append(v2.RandAugment())
+        elif augment == "trivialaugment":
+            ops.append(v2.TrivialAugmentWide())
+        if color_jitter > 0:
+            ops.append(v2.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter))
+    ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+    return v2.Compose(ops)
