@@ -42,7 +42,8 @@ def test_forward_backward(name):
         feats = model.forward_features(x)
         assert feats.ndim == 4 and feats.shape[1] == model.num_features
         pooled = model.forward_head(feats, pre_logits=True)
-        assert pooled.shape == (x.shape[0], model.num_features)
+        # heads with hidden layers (AlexNet/VGG's fully-connected head) give their last hidden width
+        assert pooled.shape == (x.shape[0], getattr(model, "head_hidden_size", model.num_features))
         logits = model.forward_head(feats)
         torch.testing.assert_close(logits, model(x))
 
@@ -58,10 +59,17 @@ def test_feature_info_matches_maps(name):
     assert len(maps) == len(info) >= 2
     strides = info.strides()
     assert strides == sorted(strides)
-    for fmap, entry in zip(maps, info):
+    # the stride is the reduction from the input: an input larger by the largest stride gives every
+    # map exactly largest / stride more rows and columns, whatever the padding (unpadded
+    # convolutions, as in Inception, shrink a map by a border, so one input size is not enough)
+    step = strides[-1]
+    with torch.no_grad():
+        larger = extractor(torch.randn(*x.shape[:2], x.shape[-2] + step, x.shape[-1] + step))
+    for fmap, fmap_larger, entry in zip(maps, larger, info):
         assert fmap.shape[1] == entry["channels"], entry
-        # the stride is the reduction from the input, up to the rounding of odd sizes
-        assert abs(fmap.shape[-1] - x.shape[-1] / entry["stride"]) < 1 + 1e-6 or fmap.shape[-1] == 1, (entry, fmap.shape)
+        assert step % entry["stride"] == 0, entry
+        grown = (fmap_larger.shape[-2] - fmap.shape[-2], fmap_larger.shape[-1] - fmap.shape[-1])
+        assert grown == (step // entry["stride"],) * 2, (entry, fmap.shape, fmap_larger.shape)
     # the features_only module has no classifier, and selected indices come out in order
     assert not any(k.startswith(card.classifier + ".") for k in extractor.model.state_dict())
     last_two = archzoo.create_model(name, features_only=True, out_indices=(-2, -1)).eval()

@@ -110,7 +110,8 @@ def load_weights(model: nn.Module, weights: str | Path) -> dict:
             errors.append(_key_diff(ours, converted, f"as {source}"))
         else:
             raise ValueError(f"{path} does not fit {name}: " + "; ".join(errors))
-    state_dict = _adapt(model, card.classifier, state_dict, path)
+    # auxiliary classifiers (GoogLeNet, Inception-v3) are adapted like the main one
+    state_dict = _adapt(model, (card.classifier, *getattr(model, "aux_classifiers", ())), state_dict, path)
     model.load_state_dict(state_dict, strict=True)
     return meta
 
@@ -120,13 +121,13 @@ def _key_diff(ours: dict, theirs: dict, label: str) -> str:
     return f"{label}: {len(missing)} missing (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})"
 
 
-def _adapt(model: nn.Module, classifier: str, state_dict: dict, path) -> dict:
+def _adapt(model: nn.Module, classifiers: tuple[str, ...], state_dict: dict, path) -> dict:
     ours = model.state_dict()
     out = dict(state_dict)
-    head_keys = [k for k in ours if k.startswith(classifier + ".")]
+    head_keys = [k for k in ours if k.startswith(tuple(c + "." for c in classifiers))]
     if any(k not in out or out[k].shape != ours[k].shape for k in head_keys):
         warnings.warn(f"{path}: classifier shape differs from the model's ({model.num_classes} classes); "
-                      f"{classifier} is left freshly initialised", stacklevel=3)
+                      f"{', '.join(classifiers)} left freshly initialised", stacklevel=3)
         for k in head_keys:
             out[k] = ours[k]
     for k, v in out.items():

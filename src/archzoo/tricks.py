@@ -65,6 +65,18 @@ _add("pointwise_conv", "1x1 convolutions mix channels cheaply, e.g. to reduce wi
 _add("batch_norm", "Normalise each channel by mini-batch statistics, then scale and shift; allows high learning rates.",
      "Ioffe & Szegedy, Batch Normalization, arXiv:1502.03167", 2015)
 
+# --- multi-branch modules ---------------------------------------------------------------------
+_add("inception_module", "Run 1x1, 3x3, 5x5 convolutions and pooling side by side on one input and concatenate them (1x1s reduce width first).",
+     "Szegedy et al., Going Deeper with Convolutions (GoogLeNet), arXiv:1409.4842", 2014)
+_add("auxiliary_classifier", "Attach small classifiers to intermediate layers and add their weighted losses in training; drop them at inference.",
+     "Szegedy et al., Going Deeper with Convolutions (GoogLeNet), arXiv:1409.4842", 2014)
+_add("factorized_convolution", "Replace an n x n convolution by a 1 x n then an n x 1 (and a 5x5 by two 3x3): same receptive field, fewer weights.",
+     "Szegedy et al., Rethinking the Inception Architecture (Inception-v3), arXiv:1512.00567", 2015)
+_add("grid_size_reduction", "Halve the grid with stride-2 convolution branches in parallel with a stride-2 pooling branch, concatenated.",
+     "Szegedy et al., Rethinking the Inception Architecture (Inception-v3), arXiv:1512.00567", 2015)
+_add("fire_module", "Squeeze the channels with 1x1 convolutions, then expand with 1x1 and 3x3 convolutions side by side, concatenated.",
+     "Iandola et al., SqueezeNet, arXiv:1602.07360", 2016)
+
 # --- residual learning and its descendants ---------------------------------------------------
 _add("residual_shortcut", "Add the block's input to its output (y = x + F(x)) so the block learns a residual and gradients flow.",
      "He et al., Deep Residual Learning for Image Recognition, arXiv:1512.03385", 2015)
@@ -86,3 +98,43 @@ _add("deep_stem", "Replace the single 7x7 stem convolution by three 3x3 convolut
      "Szegedy et al., Rethinking the Inception Architecture (Inception-v3), arXiv:1512.00567", 2015)
 _add("stochastic_depth", "Randomly drop whole residual branches during training (drop-path); an implicit ensemble of depths.",
      "Huang et al., Deep Networks with Stochastic Depth, arXiv:1603.09382", 2016)
+
+# --- dense, fractal and cross-stage connectivity ---------------------------------------------
+_add("dense_concatenation", "Feed each layer the concatenation of all earlier feature maps in its block, so features are reused, not relearned.",
+     "Huang et al., Densely Connected Convolutional Networks (DenseNet), arXiv:1608.06993", 2016)
+_add("growth_rate", "Each layer of a dense block adds only k new channels (the growth rate); width grows linearly with depth.",
+     "Huang et al., Densely Connected Convolutional Networks (DenseNet), arXiv:1608.06993", 2016)
+_add("transition_compression", "Between dense blocks a BN-ReLU-1x1 conv shrinks the channels by a factor (0.5) before 2x2 average pooling.",
+     "Huang et al., Densely Connected Convolutional Networks (DenseNet), arXiv:1608.06993", 2016)
+_add("fractal_expansion", "Grow depth by the rule f_{C+1}(z) = join(f_C(f_C(z)), conv(z)): columns of 1, 2, 4 ... layers merged by element-wise means.",
+     "Larsson et al., FractalNet: Ultra-Deep Neural Networks without Residuals, arXiv:1605.07648", 2016)
+_add("local_drop_path", "In training, each join drops each of its inputs with a fixed probability, keeping at least one.",
+     "Larsson et al., FractalNet: Ultra-Deep Neural Networks without Residuals, arXiv:1605.07648", 2016)
+_add("global_drop_path", "In training, some mini-batches run a single randomly chosen column through the whole network.",
+     "Larsson et al., FractalNet: Ultra-Deep Neural Networks without Residuals, arXiv:1605.07648", 2016)
+_add("cross_stage_partial", "Split a stage's channels in two: one half goes through the blocks, the other skips them; concatenate and fuse with a 1x1.",
+     "Wang et al., CSPNet: A New Backbone that can Enhance Learning Capability of CNN, arXiv:1911.11929", 2019)
+_add("leaky_relu", "Use max(x, 0.01x) (or another small slope) as the non-linearity, so negative inputs keep a gradient.",
+     "Maas et al., Rectifier Nonlinearities Improve Neural Network Acoustic Models (ICML workshop)", 2013)
+
+# --- mobile networks and scaling -------------------------------------------------------------
+_add("depthwise_separable_conv", "Factor a convolution into a per-channel kxk depthwise conv and a 1x1 pointwise conv: ~k^2 times cheaper.",
+     "Sifre & Mallat 2014; Howard et al., MobileNets, arXiv:1704.04861", 2014)
+_add("relu6", "Clip ReLU at 6 (min(max(0, x), 6)): bounded activations that stay robust in low-precision arithmetic.",
+     "Krizhevsky, Convolutional Deep Belief Networks on CIFAR-10 (2010); MobileNets, arXiv:1704.04861", 2010)
+_add("inverted_residual", "Residual between narrow layers: expand t times with a 1x1, filter depthwise, project back to narrow.",
+     "Sandler et al., MobileNetV2: Inverted Residuals and Linear Bottlenecks, arXiv:1801.04381", 2018)
+_add("linear_bottleneck", "No activation after the projection to the narrow width: a non-linearity there destroys information.",
+     "Sandler et al., MobileNetV2: Inverted Residuals and Linear Bottlenecks, arXiv:1801.04381", 2018)
+_add("mbconv_se", "MBConv: the inverted residual with squeeze-excitation on its expanded features (the searched mobile block).",
+     "Tan et al., MnasNet: Platform-Aware Neural Architecture Search for Mobile, arXiv:1807.11626", 2018)
+_add("swish", "Use x * sigmoid(x) (swish / SiLU) as the non-linearity: smooth, non-monotonic, found by activation search.",
+     "Ramachandran et al., Searching for Activation Functions, arXiv:1710.05941", 2017)
+_add("compound_scaling", "Scale depth, width and resolution together by fixed ratios (alpha^phi, beta^phi, gamma^phi) from one baseline.",
+     "Tan & Le, EfficientNet: Rethinking Model Scaling for CNNs, arXiv:1905.11946", 2019)
+
+# --- residual inception and searched cells ---------------------------------------------------
+_add("residual_inception", "Project an Inception block's concatenated branches back to the input width, scale by 0.1-0.3 and add the input.",
+     "Szegedy et al., Inception-v4, Inception-ResNet and the Impact of Residual Connections, arXiv:1602.07261", 2016)
+_add("searched_cells", "Search a small cell (normal and reduction) of operations on two inputs, then stack copies of it into the network.",
+     "Zoph et al., Learning Transferable Architectures for Scalable Image Recognition (NASNet), arXiv:1707.07012", 2017)

@@ -2,26 +2,98 @@
 
 from .classifier import ClassifierHead
 from .conv import ConvNormAct, NormAct, create_act, get_padding, make_divisible
+from .csp import CrossStagePartial, DarkBlock
+from .dense import DenseBlock, DenseLayer, Transition
 from .drop import DropPath, drop_path
+from .factorized_inception import InceptionA, InceptionB, InceptionC, InceptionD, InceptionE
+from .fire import Fire
+from .fractal import FractalBlock, fractal_join, global_drop_column
+from .heads import ConvPoolHead, FCHead
+from .inception import AuxClassifier, AvgPoolAtLeast, ConcatBranches, InceptionModule, imagenet_to_inception_range
+from .inception_v4 import (
+    InceptionResNetA,
+    InceptionResNetB,
+    InceptionResNetC,
+    InceptionV4A,
+    InceptionV4B,
+    InceptionV4C,
+    ReductionA,
+    ReductionResNetB,
+    ReductionV4B,
+    ResidualInception,
+)
+from .inverted_residual import DepthwiseSeparable, InvertedResidual
+from .lenet import ConnectionTableConv, EuclideanRBF, ScaledTanh, TrainableSubsampling
+from .mobile_stages import build_stages, round_channels, round_repeats, scale_stages, stage_features
+from .nas_cells import Cell, CellStack, FactorizedReduction, Genotype, SameConv2d, SamePool2d, SepConv
 from .residual import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck
 from .shortcut import ZeroPadShortcut, make_shortcut, projection_shortcut
 from .squeeze_excite import SqueezeExcite
 
 __all__ = [
+    "AuxClassifier",
+    "AvgPoolAtLeast",
+    "ConcatBranches",
+    "ConnectionTableConv",
+    "ConvPoolHead",
+    "EuclideanRBF",
+    "FCHead",
+    "Fire",
+    "InceptionA",
+    "InceptionB",
+    "InceptionC",
+    "InceptionD",
+    "InceptionE",
+    "InceptionModule",
+    "InceptionResNetA",
+    "InceptionResNetB",
+    "InceptionResNetC",
+    "InceptionV4A",
+    "InceptionV4B",
+    "InceptionV4C",
+    "ReductionA",
+    "ReductionResNetB",
+    "ReductionV4B",
+    "ResidualInception",
+    "Cell",
+    "CellStack",
+    "FactorizedReduction",
+    "Genotype",
+    "SameConv2d",
+    "SamePool2d",
+    "SepConv",
+    "ScaledTanh",
+    "TrainableSubsampling",
+    "imagenet_to_inception_range",
     "BasicBlock",
     "Bottleneck",
     "ClassifierHead",
     "ConvNormAct",
+    "CrossStagePartial",
+    "DarkBlock",
+    "DenseBlock",
+    "DenseLayer",
+    "DepthwiseSeparable",
     "DropPath",
+    "FractalBlock",
+    "InvertedResidual",
     "NormAct",
     "PreActBasicBlock",
     "PreActBottleneck",
     "SqueezeExcite",
+    "Transition",
     "ZeroPadShortcut",
     "create_act",
+    "build_stages",
     "drop_path",
+    "fractal_join",
     "get_padding",
+    "global_drop_column",
     "make_divisible",
     "make_shortcut",
     "projection_shortcut",
+    "round_channels",
+    "round_repeats",
+    "scale_stages",
+    "stage_features",
 ]

@@ -4,6 +4,8 @@
 * ``forward_head(x, pre_logits=False)`` -> logits (or the pooled features)
 * ``reset_classifier(num_classes)`` -> a fresh final layer (``0`` removes it)
 * ``num_features``, ``num_classes``, ``feature_info`` (see :mod:`archzoo.features`)
+* ``head_hidden_size`` (only where it differs from ``num_features``): the width of
+  ``forward_head(x, pre_logits=True)`` for heads with hidden layers (AlexNet/VGG: 4096)
 
 In training mode, models with auxiliary classifiers return :class:`AuxLogits` instead of a tensor.
 """
