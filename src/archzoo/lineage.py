@@ -1,0 +1,129 @@
+"""The zoo as a family tree of ideas.
+
+For every trick: the paper that introduced it, the first model in the zoo that used it, and every
+later model that reuses it. For every model: what it added over the models before it (tricks no
+earlier model used) and what it inherited (and from whom). "Earlier" means an earlier year; models
+of the same year are contemporaries and do not inherit from each other.
+
+Everything here is derived from the model cards and :mod:`archzoo.tricks`; nothing is typed in.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from .registry import list_models, model_card
+from .tricks import get_trick
+
+
+@dataclass(frozen=True)
+class FamilyNode:
+    family: str
+    year: int
+    models: tuple[str, ...]
+    tricks: tuple[str, ...]  # union over the family's models, in first-seen order
+
+
+def families(task: str | None = None) -> list[FamilyNode]:
+    """Families ordered by year (then name), each with its models and the union of their tricks."""
+    by_family: dict[str, list] = defaultdict(list)
+    for name in list_models(task=task):
+        by_family[model_card(name).family].append(model_card(name))
+    nodes = []
+    for fam, cards in by_family.items():
+        tricks = tuple(dict.fromkeys(t for c in cards for t in c.tricks))
+        nodes.append(FamilyNode(fam, min(c.year for c in cards), tuple(c.name for c in cards), tricks))
+    return sorted(nodes, key=lambda n: (n.year, n.family))
+
+
+def lineage(task: str | None = None) -> dict:
+    """``{"tricks": [...], "models": [...], "families": [...]}`` (see the module docstring)."""
+    names = sorted(list_models(task=task), key=lambda n: (model_card(n).year, n))
+    cards = [model_card(n) for n in names]
+
+    users: dict[str, list] = defaultdict(list)  # trick -> cards using it, by year
+    for card in cards:
+        for t in card.tricks:
+            users[t].append(card)
+
+    tricks = []
+    for t, using in users.items():
+        trick = get_trick(t)
+        first_year = using[0].year
+        tricks.append({
+            "trick": t,
+            "definition": trick.definition,
+            "origin_paper": trick.paper,
+            "origin_year": trick.year,
+            "first_in_zoo": [c.name for c in using if c.year == first_year],
+            "first_year": first_year,
+            "reused_by": [c.name for c in using if c.year > first_year],
+        })
+    tricks.sort(key=lambda r: (r["first_year"], r["origin_year"], r["trick"]))
+    first_year = {r["trick"]: r["first_year"] for r in tricks}
+    first_users = {r["trick"]: r["first_in_zoo"] for r in tricks}
+
+    models = []
+    for card in cards:
+        added = [t for t in card.tricks if first_year[t] == card.year]
+        inherited = {t: _earliest_family(first_users[t]) for t in card.tricks if first_year[t] < card.year}
+        models.append({"model": card.name, "family": card.family, "year": card.year, "added": added,
+                       "inherited": inherited})
+
+    fams = []
+    for node in families(task):
+        added = [t for t in node.tricks if first_year[t] == node.year]
+        inherited = {t: _earliest_family(first_users[t]) for t in node.tricks if first_year[t] < node.year}
+        fams.append({"family": node.family, "year": node.year, "models": list(node.models),
+                     "added": added, "inherited": inherited})
+    return {"tricks": tricks, "models": models, "families": fams}
+
+
+def _earliest_family(model_names: list[str]) -> str:
+    return model_card(model_names[0]).family
+
+
+def plot_lineage(path: str, task: str | None = None) -> None:
+    """Draw the tree of ideas: families left to right by year, tricks top to bottom by first use.
+
+    A star marks the family that brought a trick into the zoo, a dot each family that reuses it,
+    and a line joins a trick's first and last use, so long lines are the ideas that lasted.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = lineage(task)
+    fams = data["families"]
+    trick_rows = [r["trick"] for r in data["tricks"]]
+    col = {f["family"]: i for i, f in enumerate(fams)}
+    row = {t: i for i, t in enumerate(trick_rows)}
+    uses = {f["family"]: set(f["added"]) | set(f["inherited"]) for f in fams}
+
+    width = max(8.0, 0.62 * len(fams) + 4.5)
+    height = max(5.0, 0.32 * len(trick_rows) + 2.2)
+    fig, ax = plt.subplots(figsize=(width, height), dpi=110)
+    cmap = plt.get_cmap("tab20")
+    for t in trick_rows:
+        cols = [col[f["family"]] for f in fams if t in uses[f["family"]]]
+        y = row[t]
+        color = cmap(y % 20)
+        ax.plot([min(cols), max(cols)], [y, y], color=color, lw=1.2, alpha=0.5, zorder=1)
+        for f in fams:
+            if t in uses[f["family"]]:
+                introduced = t in f["added"]
+                ax.scatter(col[f["family"]], y, s=130 if introduced else 36, marker="*" if introduced else "o",
+                           color=color, edgecolor="black" if introduced else "none", linewidth=0.5, zorder=2)
+    ax.set_xticks(range(len(fams)))
+    ax.set_xticklabels([f"{f['family']}\n{f['year']}" for f in fams], rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(trick_rows)))
+    ax.set_yticklabels(trick_rows, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(-0.7, len(fams) - 0.3)
+    ax.grid(axis="x", color="0.92", zorder=0)
+    ax.set_title("archzoo lineage: where each idea entered the zoo (star) and who reused it (dot)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
