@@ -5,6 +5,11 @@ later model that reuses it. For every model: what it added over the models befor
 earlier model used) and what it inherited (and from whom). "Earlier" means an earlier year; models
 of the same year are contemporaries and do not inherit from each other.
 
+Reference ports sometimes give an old network a newer idea (torchvision's GoogLeNet and the
+``vgg*_bn`` variants have batch norm, which appeared in 2015). Such a use, by a model older than
+the trick's paper, is listed as *retrofitted*: it neither introduces the trick into the zoo nor
+counts as inheriting it.
+
 Everything here is derived from the model cards and :mod:`archzoo.tricks`; nothing is typed in.
 """
 
@@ -50,45 +55,41 @@ def lineage(task: str | None = None) -> dict:
     tricks = []
     for t, using in users.items():
         trick = get_trick(t)
-        first_year = using[0].year
+        native = [c for c in using if c.year >= trick.year] or using
+        first_year = native[0].year
         tricks.append({
             "trick": t,
             "definition": trick.definition,
             "origin_paper": trick.paper,
             "origin_year": trick.year,
-            "first_in_zoo": [c.name for c in using if c.year == first_year],
+            "first_in_zoo": [c.name for c in native if c.year == first_year],
+            "first_family": native[0].family,
             "first_year": first_year,
             "reused_by": [c.name for c in using if c.year > first_year],
+            "retrofitted_in": [c.name for c in using if c.year < first_year],
         })
     tricks.sort(key=lambda r: (r["first_year"], r["origin_year"], r["trick"]))
-    first_year = {r["trick"]: r["first_year"] for r in tricks}
-    first_users = {r["trick"]: r["first_in_zoo"] for r in tricks}
+    first = {r["trick"]: r for r in tricks}
 
-    models = []
-    for card in cards:
-        added = [t for t in card.tricks if first_year[t] == card.year]
-        inherited = {t: _earliest_family(first_users[t]) for t in card.tricks if first_year[t] < card.year}
-        models.append({"model": card.name, "family": card.family, "year": card.year, "added": added,
-                       "inherited": inherited})
+    def split(year: int, used: tuple[str, ...]) -> dict:
+        return {
+            "added": [t for t in used if first[t]["first_year"] == year],
+            "inherited": {t: first[t]["first_family"] for t in used if first[t]["first_year"] < year},
+            "retrofitted": [t for t in used if first[t]["first_year"] > year],
+        }
 
-    fams = []
-    for node in families(task):
-        added = [t for t in node.tricks if first_year[t] == node.year]
-        inherited = {t: _earliest_family(first_users[t]) for t in node.tricks if first_year[t] < node.year}
-        fams.append({"family": node.family, "year": node.year, "models": list(node.models),
-                     "added": added, "inherited": inherited})
+    models = [{"model": c.name, "family": c.family, "year": c.year, **split(c.year, c.tricks)} for c in cards]
+    fams = [{"family": n.family, "year": n.year, "models": list(n.models), **split(n.year, n.tricks)}
+            for n in families(task)]
     return {"tricks": tricks, "models": models, "families": fams}
-
-
-def _earliest_family(model_names: list[str]) -> str:
-    return model_card(model_names[0]).family
 
 
 def plot_lineage(path: str, task: str | None = None) -> None:
     """Draw the tree of ideas: families left to right by year, tricks top to bottom by first use.
 
     A star marks the family that brought a trick into the zoo, a dot each family that reuses it,
-    and a line joins a trick's first and last use, so long lines are the ideas that lasted.
+    a hollow circle a retrofitted use (an older network given the idea by a reference port), and a
+    line joins a trick's first and last use, so long lines are the ideas that lasted.
     """
     import matplotlib
 
@@ -100,7 +101,7 @@ def plot_lineage(path: str, task: str | None = None) -> None:
     trick_rows = [r["trick"] for r in data["tricks"]]
     col = {f["family"]: i for i, f in enumerate(fams)}
     row = {t: i for i, t in enumerate(trick_rows)}
-    uses = {f["family"]: set(f["added"]) | set(f["inherited"]) for f in fams}
+    uses = {f["family"]: set(f["added"]) | set(f["inherited"]) | set(f["retrofitted"]) for f in fams}
 
     width = max(8.0, 0.62 * len(fams) + 4.5)
     height = max(5.0, 0.32 * len(trick_rows) + 2.2)
@@ -112,10 +113,13 @@ def plot_lineage(path: str, task: str | None = None) -> None:
         color = cmap(y % 20)
         ax.plot([min(cols), max(cols)], [y, y], color=color, lw=1.2, alpha=0.5, zorder=1)
         for f in fams:
-            if t in uses[f["family"]]:
-                introduced = t in f["added"]
-                ax.scatter(col[f["family"]], y, s=130 if introduced else 36, marker="*" if introduced else "o",
-                           color=color, edgecolor="black" if introduced else "none", linewidth=0.5, zorder=2)
+            x = col[f["family"]]
+            if t in f["added"]:
+                ax.scatter(x, y, s=130, marker="*", color=color, edgecolor="black", linewidth=0.5, zorder=2)
+            elif t in f["inherited"]:
+                ax.scatter(x, y, s=36, marker="o", color=color, zorder=2)
+            elif t in f["retrofitted"]:
+                ax.scatter(x, y, s=36, marker="o", facecolor="white", edgecolor=color, linewidth=1.2, zorder=2)
     ax.set_xticks(range(len(fams)))
     ax.set_xticklabels([f"{f['family']}\n{f['year']}" for f in fams], rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(len(trick_rows)))
@@ -123,7 +127,8 @@ def plot_lineage(path: str, task: str | None = None) -> None:
     ax.invert_yaxis()
     ax.set_xlim(-0.7, len(fams) - 0.3)
     ax.grid(axis="x", color="0.92", zorder=0)
-    ax.set_title("archzoo lineage: where each idea entered the zoo (star) and who reused it (dot)", fontsize=10)
+    ax.set_title("archzoo lineage: where each idea entered the zoo (star), who reused it (dot), "
+                 "retrofitted by a reference port (hollow)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -91,7 +91,7 @@ _add("preactivation", "Put norm and activation before each convolution so the sh
 _add("widening", "Make residual blocks wider (more channels) instead of the network deeper.",
      "Zagoruyko & Komodakis, Wide Residual Networks, arXiv:1605.07146", 2016)
 _add("grouped_conv", "Split channels into groups convolved independently ('cardinality'): more width for the same cost.",
-     "Xie et al., Aggregated Residual Transformations (ResNeXt), arXiv:1611.05431", 2016)
+     "Krizhevsky et al. 2012 (AlexNet's two-GPU split); made a design dimension by Xie et al., ResNeXt, arXiv:1611.05431", 2012)
 _add("squeeze_excitation", "Gate each channel by a sigmoid of a small MLP applied to its global average (channel attention).",
      "Hu et al., Squeeze-and-Excitation Networks, arXiv:1709.01507", 2017)
 _add("deep_stem", "Replace the single 7x7 stem convolution by three 3x3 convolutions.",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..lineage import lineage, plot_lineage
+from ..registry import model_card
 from .common import console, print_json
 
 
@@ -17,6 +18,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     data = lineage(args.task)
+    family_year = {f["family"]: f["year"] for f in data["families"]}
     if args.plot:
         plot_lineage(args.plot, args.task)
     if args.json:
@@ -25,11 +27,12 @@ def run(args) -> int:
     out = console()
     out.print("[bold]Tricks[/bold], in the order they entered the zoo")
     for r in data["tricks"]:
-        first = ", ".join(r["first_in_zoo"][:4]) + (" ..." if len(r["first_in_zoo"]) > 4 else "")
-        reused = len(r["reused_by"])
-        origin = f"{r['origin_paper']} ({r['origin_year']})"
-        out.print(f"  {r['first_year']}  [cyan]{r['trick']}[/cyan]: first in {first}; reused by {reused} later "
-                  f"model{'s' if reused != 1 else ''}.  Origin: {origin}", highlight=False)
+        later = sorted({model_card(m).family for m in r["reused_by"]}, key=lambda f: family_year[f])
+        line = (f"  {r['first_year']}  [cyan]{r['trick']}[/cyan] — first in {r['first_family']}; "
+                f"reused by {len(later)} later famil{'ies' if len(later) != 1 else 'y'}"
+                + (f" ({', '.join(later)})" if later else "")
+                + f". Origin: {r['origin_paper']}, {r['origin_year']}")
+        out.print(line, highlight=False)
     rows = data["models"] if args.models else data["families"]
     key = "model" if args.models else "family"
     out.print(f"\n[bold]{'Models' if args.models else 'Families'}[/bold], and what each added over those before it")
@@ -39,6 +42,8 @@ def run(args) -> int:
         out.print(f"  {r['year']}  [bold]{r[key]}[/bold]  adds: {added}", highlight=False)
         if inherited:
             out.print(f"        reuses: {inherited}", highlight=False)
+        if r["retrofitted"]:
+            out.print(f"        retrofitted by its reference port: {', '.join(r['retrofitted'])}", highlight=False)
     if args.plot:
         out.print(f"\npicture written to {args.plot}")
     return 0
