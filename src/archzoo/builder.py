@@ -95,6 +95,7 @@ def load_weights(model: nn.Module, weights: str | Path) -> dict:
     if meta.get("model") not in (None, name):
         raise ValueError(f"{path} holds weights for {meta['model']!r}, not {name!r}")
     ours = model.state_dict()
+    state_dict = _drop_absent_aux(model, state_dict)
     if set(state_dict) != set(ours):
         errors = [_key_diff(ours, state_dict, "as archzoo")]
         sources = sorted(sources_for(card.family), key=lambda s: s != card.reference_source)
@@ -104,6 +105,7 @@ def load_weights(model: nn.Module, weights: str | Path) -> dict:
             except (KeyError, ValueError) as e:
                 errors.append(f"as {source}: {e}")
                 continue
+            converted = _drop_absent_aux(model, converted)
             if set(converted) == set(ours):
                 state_dict = converted
                 break
@@ -114,6 +116,13 @@ def load_weights(model: nn.Module, weights: str | Path) -> dict:
     state_dict = _adapt(model, (card.classifier, *getattr(model, "aux_classifiers", ())), state_dict, path)
     model.load_state_dict(state_dict, strict=True)
     return meta
+
+
+def _drop_absent_aux(model: nn.Module, state_dict: dict) -> dict:
+    """Weights of auxiliary heads are not needed by a model built without them (``aux_logits=False``)."""
+    if getattr(model, "aux_heads", "absent") is not None:
+        return state_dict
+    return {k: v for k, v in state_dict.items() if not k.startswith("aux_heads.")}
 
 
 def _key_diff(ours: dict, theirs: dict, label: str) -> str:

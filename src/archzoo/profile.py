@@ -20,6 +20,13 @@ def count_params(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
+def count_inference_params(model: nn.Module) -> int:
+    """Parameters that take part in inference: all but training-only auxiliary heads (GoogLeNet,
+    Inception-v3), which models keep at ``model.aux_heads``."""
+    aux = getattr(model, "aux_heads", None)
+    return count_params(model) - (count_params(aux) if aux is not None else 0)
+
+
 @torch.no_grad()
 def count_gflops(model: nn.Module, input_size: tuple[int, int, int]) -> float:
     """Multiply-accumulates (in billions) of one forward pass on one image of ``input_size``."""
@@ -36,6 +43,8 @@ def count_gflops(model: nn.Module, input_size: tuple[int, int, int]) -> float:
 def model_stats(name: str, input_size: tuple[int, int, int] | None = None) -> dict:
     """Parameters and GFLOPs of registered model ``name`` at ``input_size`` (default: the card's).
 
+    ``params`` counts what inference uses; ``params_with_aux`` adds training-only auxiliary heads.
+
     The model is built on PyTorch's meta device, where tensors have shapes but no data, so even
     the largest networks are measured in a fraction of a second and without memory.
     """
@@ -43,13 +52,16 @@ def model_stats(name: str, input_size: tuple[int, int, int] | None = None) -> di
     from .registry import model_card
 
     input_size = tuple(input_size or model_card(name).input_size)
+
+    def measure(model):
+        return {"params": count_inference_params(model), "params_with_aux": count_params(model),
+                "gflops": count_gflops(model, input_size), "input_size": input_size}
+
     try:
         with torch.device("meta"):
-            model = create_model(name)
-            return {"params": count_params(model), "gflops": count_gflops(model, input_size), "input_size": input_size}
+            return measure(create_model(name))
     except (NotImplementedError, RuntimeError):  # an operation without a meta kernel: measure for real
-        model = create_model(name)
-        return {"params": count_params(model), "gflops": count_gflops(model, input_size), "input_size": input_size}
+        return measure(create_model(name))
 
 
 @torch.no_grad()

@@ -27,7 +27,8 @@ def compare(names: list[str], repeats: int = 10, latency: bool = True) -> list[d
     rows = []
     for card in cards:
         stats = model_stats(card.name)
-        row = {"name": card.name, "year": card.year, "params": stats["params"], "gflops": round(stats["gflops"], 4),
+        row = {"name": card.name, "year": card.year, "params": stats["params"],
+               "params_with_aux": stats["params_with_aux"], "gflops": round(stats["gflops"], 4),
                "input_size": list(card.input_size), "tricks": list(card.tricks),
                "lacks": [t for t in all_tricks if t not in card.tricks]}
         if latency:
@@ -56,7 +57,7 @@ def run(args) -> int:
     all_tricks = sorted({t for r in rows for t in r["tricks"]})
     marks = [[t] + ["x" if t in r["tricks"] else "." for r in rows] for t in all_tricks]
     print_table("tricks (x = uses it)", ["trick"] + [r["name"] for r in rows], marks)
-    note = "GFLOPs count multiply-adds, as torchvision and the papers do"
+    note = "Params count what inference uses (not training-only auxiliary heads); GFLOPs count multiply-adds, as torchvision and the papers do"
     if not args.no_latency:
         note += f"; latency is the median of {args.repeats} batch-1 forward passes on this CPU ({torch.get_num_threads()} threads)"
     print(note + ".")

@@ -26,6 +26,7 @@ def model_info(name: str) -> dict:
     return {
         **card.to_dict(),
         "params": stats["params"],
+        "params_with_aux": stats["params_with_aux"],
         "gflops": round(stats["gflops"], 4),
         "features": [dict(e) for e in info],
         "trick_details": [{"name": t, **{k: v for k, v in vars(get_trick(t)).items() if k != "name"}} for t in card.tricks],
@@ -44,7 +45,9 @@ def run(args) -> int:
     c, h, w = info["input_size"]
     out.print(f"input:      {c}x{h}x{w} (smallest {'x'.join(map(str, info['min_input_size']))}), "
               f"mean {tuple(info['mean'])}, std {tuple(info['std'])}, {info['num_classes']} classes")
-    out.print(f"size:       {info['params'] / 1e6:.2f}M parameters, {info['gflops']:.3f} GFLOPs (multiply-adds) at {h}x{w}")
+    aux = info["params_with_aux"] - info["params"]
+    aux_note = f" (+{aux / 1e6:.2f}M in training-only auxiliary heads)" if aux else ""
+    out.print(f"size:       {info['params'] / 1e6:.2f}M parameters{aux_note}, {info['gflops']:.3f} GFLOPs (multiply-adds) at {h}x{w}")
     if info["notes"]:
         out.print(f"notes:      {info['notes']}")
     print_table("tricks", ["trick", "what it is", "introduced by", "year"],
