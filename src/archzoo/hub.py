@@ -37,3 +37,54 @@ def shipped_weights_path(model: str, tag: str) -> Path:
             f"shipped tags: {', '.join(tags) if tags else 'none'}"
         )
     return WEIGHTS_DIR / entry.file
+
+
+def register_shipped(entry: ShippedWeights) -> None:
+    """Add weights to the shipped table (a file under ``archzoo/pretrained/``)."""
+    key = (entry.model, entry.tag)
+    if key in SHIPPED:
+        raise ValueError(f"shipped weights {entry.model}.{entry.tag} are registered twice")
+    SHIPPED[key] = entry
+
+
+_WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+
+
+def resolve_checkpoint(arg: str | Path, model: str | None = None) -> Path:
+    """Where a checkpoint argument points: an existing file, or the file of shipped weights named
+    ``<model>.<tag>`` (e.g. ``resnet20.cifar10``; a bare ``<tag>`` when ``model`` is known)."""
+    path = Path(arg).expanduser()
+    if path.is_file():
+        return path
+    text = str(arg)
+    looks_like_path = "/" in text or "\\" in text or path.suffix in _WEIGHT_SUFFIXES
+    if not looks_like_path:
+        if "." in text:
+            name, tag = text.split(".", 1)
+            if model is not None and name != model:
+                raise ValueError(f"{text} names weights of {name}, but the model is {model}")
+            return shipped_weights_path(name, tag)
+        if model is not None:
+            return shipped_weights_path(model, text)
+    raise FileNotFoundError(f"checkpoint {text} does not exist (nor is it <model>.<tag> of shipped weights)")
+
+
+def load_checkpoint(arg: str | Path):
+    """``(model in eval mode, metadata)`` from a checkpoint file or a ``<model>.<tag>`` of shipped
+    weights. A shipped file without archzoo metadata is loaded into ``create_model(<model>)``."""
+    from .builder import create_model
+    from .io import load_model
+
+    path = resolve_checkpoint(arg)
+    is_tag = not Path(arg).expanduser().is_file()
+    if path.suffix == ".safetensors":
+        try:
+            return load_model(path)
+        except ValueError:
+            if not is_tag:
+                raise
+    if is_tag:
+        name = str(arg).split(".", 1)[0]
+        return create_model(name, weights=path).eval(), {"model": name}
+    raise ValueError(f"{path} is not an archzoo checkpoint (.safetensors with metadata); "
+                     "use archzoo.create_model(name, weights=path) for a bare state dict")

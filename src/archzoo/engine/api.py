@@ -1,0 +1,152 @@
+"""``archzoo.train(...)``: one call from a model name and a dataset to a trained run folder.
+
+    import archzoo
+    summary = archzoo.train("resnet20", "digits", epochs=30, out="runs/r20")
+    summary["val_accuracy"]
+
+The same function backs ``archzoo train``; ``resume="runs/r20"`` continues a run from its
+folder alone (the model, data and recipe are read from its ``state.safetensors``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from . import distributed as dist
+from .config import TrainConfig
+from .state import STATE_FILE
+from .trainer import Trainer, seed_everything
+
+DATA_KEYS = ("val_split", "image_size", "skip_bad", "train_limit", "val_limit")
+
+
+def _limit(ds, n: int | None, seed: int):
+    """A seeded random subset of ``n`` items (in source order), for quick runs."""
+    if ds is None or n is None or n >= len(ds):
+        return ds
+    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n]
+    return ds.subset(torch.sort(idx).values)
+
+
+def load_training_data(data, *, val_data=None, val_split: float = 0.1, image_size: int | None = None,
+                       skip_bad: bool = False, seed: int = 0, train_limit: int | None = None,
+                       val_limit: int | None = None):
+    """``(train, val, class_names, bad_files)`` from a spec (see :func:`archzoo.data.load_dataset`),
+    a :class:`DatasetSplits` or a dataset. ``val_data``, when given, replaces the held-out split."""
+    from ..data import DatasetSplits, load_dataset
+
+    bad = []
+    if isinstance(data, (str, Path)):
+        splits = load_dataset(data, val_split=0.0 if val_data is not None else val_split, seed=seed,
+                              skip_bad=skip_bad, image_size=image_size)
+        bad = splits.bad_files
+    elif isinstance(data, DatasetSplits):
+        splits = data
+    else:
+        splits = DatasetSplits(train=data, val=None, class_names=list(data.class_names))
+    train, val, names = splits.train, splits.val, splits.class_names
+    if isinstance(val_data, (str, Path)):
+        vsplits = load_dataset(val_data, val_split=0.0, subset="val" if Path(str(val_data)).is_dir() else "test",
+                               skip_bad=skip_bad, image_size=image_size)
+        val, bad = vsplits.train, bad + vsplits.bad_files
+        if list(vsplits.class_names) != list(names):
+            raise ValueError(f"validation classes {vsplits.class_names} differ from training classes {names}")
+    elif val_data is not None:
+        val = val_data
+    return _limit(train, train_limit, seed), _limit(val, val_limit, seed + 1), list(names), bad
+
+
+def train(model: str | nn.Module | None = None, data=None, *, out: str | Path | None = None, val_data=None,
+          resume: str | Path | None = None, init: str | Path | None = None, model_kwargs: dict | None = None,
+          val_split: float = 0.1, image_size: int | None = None, skip_bad: bool = False,
+          train_limit: int | None = None, val_limit: int | None = None, log: str = "bar",
+          tensorboard: bool = False, device: str | None = None, overwrite: bool = False, **options) -> dict:
+    """Train ``model`` (a registered name, or a module made by :func:`archzoo.create_model`) on
+    ``data`` and return the run's summary (metrics per epoch under ``"history"``).
+
+    Args:
+        data: ``"digits"``, ``"shapes"``, a folder (ImageFolder, CIFAR batches, MNIST IDX), a
+            :class:`~archzoo.data.DatasetSplits` or an :class:`~archzoo.data.ImageDataset`.
+        out: the run folder (checkpoints, metrics, pictures); ``None`` writes nothing.
+        val_data: a separate validation set; otherwise ``val_split`` of ``data`` is held out.
+        resume: a run folder to continue; its recipe, model and data spec are reused and
+            ``options`` given here override them (e.g. more ``epochs``).
+        init: initial weights: our checkpoint, a torchvision/timm state dict, or ``model.tag``
+            of shipped weights; a classifier of another class count is re-initialised.
+        model_kwargs: architecture arguments (``drop_rate``, ``drop_path_rate`` ...).
+        image_size: the model input side (default: the data's, for in-memory sets, else the card's).
+        train_limit, val_limit: train / validate on a seeded random subset of that many images.
+        options: :class:`~archzoo.engine.config.TrainConfig` fields (``epochs``, ``lr``, ``opt``,
+            ``sched``, ``ema``, ``mixup`` ...).
+    """
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(f"unknown training options {unknown}; see archzoo.engine.TrainConfig")
+    saved = {}
+    if resume is not None:
+        from ..checkpoint import load_tensors
+
+        out = Path(resume)
+        state_path = out / STATE_FILE
+        if not state_path.is_file():
+            raise FileNotFoundError(f"cannot resume {out}: it has no {STATE_FILE} (was it written by archzoo train?)")
+        _, saved = load_tensors(state_path)
+        run = saved.get("run", {})
+        model = model if model is not None else run.get("model")
+        if isinstance(model, str) and run.get("model") not in (None, model):
+            raise ValueError(f"{out} is a run of {run.get('model')}, not {model}")
+        data = data if data is not None else run.get("data")
+        if data is None:
+            raise ValueError(f"{out} was trained on in-memory data; pass the same data to resume it")
+        model_kwargs = model_kwargs if model_kwargs is not None else run.get("model_kwargs")
+        d = run.get("data_options", {})
+        val_split, image_size, skip_bad = d.get("val_split", val_split), d.get("image_size", image_size), d.get("skip_bad", skip_bad)
+        train_limit, val_limit = d.get("train_limit", train_limit), d.get("val_limit", val_limit)
+        val_data = val_data if val_data is not None else run.get("val_data")
+        options = {**saved.get("recipe", {}), **options}
+    elif out is not None and (Path(out) / STATE_FILE).exists() and not overwrite:
+        raise ValueError(f"{out} already holds a run; continue it with --resume {out}, or pass --overwrite")
+    if model is None or data is None:
+        raise ValueError("train needs a model and data (or resume=RUN_DIR)")
+    cfg = TrainConfig.from_dict(options)
+
+    we_started = dist.launched() and not dist.enabled()
+    dist.setup(device)
+    try:
+        train_ds, val_ds, class_names, bad = load_training_data(
+            data, val_data=val_data, val_split=val_split, image_size=image_size, skip_bad=skip_bad,
+            seed=cfg.seed, train_limit=train_limit, val_limit=val_limit)
+        if bad and dist.is_main():
+            warnings.warn(f"skipped {len(bad)} unreadable files, e.g. {bad[0][0]}: {bad[0][1]}", stacklevel=2)
+        in_chans = train_ds.images.shape[1] if train_ds.images is not None else train_ds[0][0].shape[0]
+        seed_everything(cfg.seed)
+        name = None
+        if isinstance(model, str):
+            from ..builder import create_model
+            from ..hub import resolve_checkpoint
+
+            name = model
+            weights = None if init is None or resume is not None else resolve_checkpoint(init, model=name)
+            with warnings.catch_warnings():
+                if weights is not None:
+                    warnings.filterwarnings("ignore", message=".*classifier shape differs")
+                model = create_model(name, num_classes=len(class_names), in_chans=int(in_chans), weights=weights,
+                                     **(model_kwargs or {}))
+        run = {"model": name, "model_kwargs": model_kwargs or {},
+               "data": str(data) if isinstance(data, (str, Path)) else None,
+               "val_data": str(val_data) if isinstance(val_data, (str, Path)) else None,
+               "init": str(init) if init is not None else saved.get("run", {}).get("init"),
+               "data_options": {"val_split": val_split, "image_size": image_size, "skip_bad": skip_bad,
+                                "train_limit": train_limit, "val_limit": val_limit}}
+        trainer = Trainer(model, train_ds, val_ds, config=cfg, out=out, class_names=class_names, input_size=image_size,
+                          log=log, tensorboard=tensorboard, device=device, extra_meta={"run": run})
+        return trainer.fit(resume=resume is not None)
+    finally:
+        if we_started:
+            dist.teardown()

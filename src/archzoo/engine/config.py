@@ -1,0 +1,85 @@
+"""The recipe of a training run: every knob of the engine in one plain dataclass.
+
+A config is plain data (numbers, strings, lists), so it round-trips through JSON: it is stored in
+every checkpoint and ``--resume`` continues with the recipe the run started with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("cosine", "step", "onecycle", "constant")
+FREEZE = ("none", "backbone")
+AUGMENTS = ("basic", "none", "randaugment", "trivialaugment")
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of a run. ``None`` means "pick the usual value" (see :meth:`resolved`)."""
+
+    epochs: int = 30
+    batch_size: int = 128  # the global batch: split across processes under torchrun
+    opt: str = "sgd"
+    lr: float | None = None  # default: linear scaling rule, 0.1 x batch/128 (SGD), 1e-3 x batch/512 (AdamW)
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float | None = None  # default 5e-4 (SGD), 0.05 (AdamW); never on norms and biases
+    sched: str = "cosine"
+    warmup_epochs: float = 0.0
+    min_lr_ratio: float = 0.0  # the cosine / one-cycle floor, relative to lr
+    milestones: list[float] = field(default_factory=list)  # step schedule, in epochs (default: 50% and 75%)
+    gamma: float = 0.1  # step schedule factor
+    label_smoothing: float = 0.0
+    mixup: float = 0.0  # Beta(alpha, alpha) of mixup; 0 = off
+    cutmix: float = 0.0  # Beta(alpha, alpha) of cutmix; 0 = off
+    mix_prob: float = 1.0  # probability a batch is mixed at all
+    ema: float = 0.0  # decay of the weight EMA; 0 = off
+    clip_grad: float | None = None  # max global gradient norm
+    aux_weight: float = 0.3  # weight of each auxiliary-classifier loss (GoogLeNet, Inception-v3)
+    amp: bool | None = None  # bf16 autocast; default: on for CUDA
+    channels_last: bool | None = None  # default: on for CUDA
+    compile: bool = False
+    seed: int = 0
+    deterministic: bool = False
+    freeze: str = "none"
+    backbone_lr_scale: float = 1.0
+    augment: str = "basic"
+    pad: int = 4  # pad-and-crop of small images (<= 64 px)
+    flip: bool = True  # random horizontal flips (off for digits and text)
+    workers: int | None = None  # DataLoader processes (default: min(8, CPUs - 1)); unused on the fast path
+    fast_path: bool = True  # keep in-memory uint8 images on the device and augment whole batches there
+    eval_every: int = 1
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (("opt", self.opt, OPTIMIZERS), ("sched", self.sched, SCHEDULES),
+                                     ("freeze", self.freeze, FREEZE), ("augment", self.augment, AUGMENTS)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be at least 1")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema decay must be in [0, 1), got {self.ema}")
+        self.milestones = list(self.milestones)
+
+    def resolved(self) -> "TrainConfig":
+        """A copy with every ``None`` default filled in for its optimizer."""
+        d = asdict(self)
+        if d["lr"] is None:
+            d["lr"] = 0.1 * self.batch_size / 128 if self.opt == "sgd" else 1e-3 * self.batch_size / 512
+        if d["weight_decay"] is None:
+            d["weight_decay"] = 5e-4 if self.opt == "sgd" else 0.05
+        if self.sched == "step" and not d["milestones"]:
+            d["milestones"] = [0.5 * self.epochs, 0.75 * self.epochs]
+        return TrainConfig(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown training options {unknown}")
+        return cls(**d)
