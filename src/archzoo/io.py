@@ -31,13 +31,27 @@ def save_model(model: nn.Module, path: str | os.PathLike, **meta) -> None:
 
 def load_model(path: str | os.PathLike, **overrides) -> tuple[nn.Module, dict]:
     """Rebuild the model saved at ``path``; return it (in eval mode) and the file's metadata."""
-    from .builder import create_model
-
     tensors, meta = load_tensors(path)
     if "model" not in meta:
         raise ValueError(f"{path} has no archzoo metadata; use create_model(name, weights=path) for a bare state dict")
     kwargs = {**meta.get("kwargs", {}), **overrides}
-    model = create_model(meta["model"], num_classes=meta["num_classes"], in_chans=meta["in_chans"], **kwargs)
-    model.load_state_dict(tensors, strict=True)
+    model = build_with_state(meta["model"], tensors, num_classes=meta["num_classes"], in_chans=meta["in_chans"], **kwargs)
     model.eval()
     return model, meta
+
+
+def build_with_state(name: str, state_dict: dict, **kwargs) -> nn.Module:
+    """``create_model(name, **kwargs)`` holding ``state_dict`` (strictly), without first initialising
+    weights that are about to be overwritten: the model is built on the meta device and the tensors
+    are assigned. Models with non-persistent buffers are built normally."""
+    import torch
+
+    from .builder import create_model
+
+    with torch.device("meta"):
+        model = create_model(name, **kwargs)
+    model.load_state_dict(state_dict, strict=True, assign=True)
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        model = create_model(name, **kwargs)
+        model.load_state_dict(state_dict, strict=True)
+    return model
