@@ -50,7 +50,8 @@ def build_with_state(name: str, state_dict: dict, **kwargs) -> nn.Module:
 
     with torch.device("meta"):
         model = create_model(name, **kwargs)
-    model.load_state_dict(state_dict, strict=True, assign=True)
+    # fresh (aligned) copies: tensors sliced out of a file buffer can take other kernel paths
+    model.load_state_dict({k: v.clone() for k, v in state_dict.items()}, strict=True, assign=True)
     if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
         model = create_model(name, **kwargs)
         model.load_state_dict(state_dict, strict=True)
