@@ -6,7 +6,9 @@
     archzoo.model_card("seresnext50_32x4d")
 """
 
+from . import explain
 from .builder import create_model, load_weights
+from .engine import train
 from .io import load_model, save_model
 from .registry import ModelCard, list_models, model_card
 from .tricks import TRICKS, get_trick, list_tricks
@@ -19,6 +21,7 @@ __all__ = [
     "TRICKS",
     "convert_weights",
     "create_model",
+    "explain",
     "get_trick",
     "list_models",
     "list_tricks",
@@ -26,4 +29,5 @@ __all__ = [
     "load_weights",
     "model_card",
     "save_model",
+    "train",
 ]

@@ -120,13 +120,15 @@ def prediction_grid(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
 
 def cam_grid(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, transform,
              class_names: Sequence[str], path: str | Path) -> Path | None:
-    """Hook for class-activation maps of a few validation images (``archzoo.explain``).
+    """Class-activation maps of a few validation images (:func:`archzoo.explain.cam_grid`: original
+    CAM where the head is global average pooling + linear, else Grad-CAM).
 
     Takes the trained model, uint8 images ``[N, C, H, W]`` with their labels, the eval transform
-    and the class names; writes a PNG grid to ``path`` and returns it. Returns ``None`` (and the
-    report leaves the section out) until the explain module provides CAMs.
+    and the class names; writes a PNG grid of the first 16 to ``path`` and returns it.
     """
-    return None
+    from ..explain import cam_grid as draw_cam_grid
+
+    return draw_cam_grid(model, images, labels, transform, class_names, path, max_images=16)
 
 
 def write_report(folder: str | Path, *, model: nn.Module, history: list[dict], metrics: dict,

@@ -95,7 +95,7 @@ card = family_card(
 
 register_variants(FractalNet, [
     card("fractalnet", input_size=(3, 32, 32), min_input_size=(3, 32, 32), mean=CIFAR_MEAN, std=CIFAR_STD,
-         num_classes=10,
+         num_classes=10, cam_layer="blocks.4",  # the last pool leaves 1x1 at 32x32: explain the block before it
          notes="The 20-layer CIFAR FractalNet of table 1 (B=5 blocks, C=3 columns, 64-128-256-512-512 channels), "
                "as in the authors' Caffe generator. Paper-regularised training: local_drop_rate=0.15, "
                "global_drop_ratio=0.5, block_drop_rates=(0, 0.1, 0.2, 0.3, 0.4). The paper prints 38.6M "

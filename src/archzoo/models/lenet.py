@@ -88,6 +88,7 @@ card = family_card(
 
 register_variants(LeNet5, [
     card("lenet5", input_size=(1, 32, 32), min_input_size=(1, 32, 32), mean=LENET_MEAN, std=LENET_STD, num_classes=10,
+         cam_layer="c3",  # C5's output is 1x1 at 32x32: explain the last map with extent (10x10)
          notes="The 1998 network as published: trainable subsampling, C3's partial connection table, scaled tanh, "
                "and an output of Euclidean RBF units with fixed random +-1 class codes (a buffer, not trained): "
                "exactly 60,000 trainable parameters. Scores are negated squared distances, so argmax is the class. "
