@@ -60,6 +60,22 @@ def test_eval_json_contract(run_dir, capsys):
     assert r["accuracy"] == pytest.approx(sum(r["confusion"][i][i] for i in range(10)) / 359)
 
 
+def test_eval_on_the_held_out_split(run_dir, capsys):
+    # the images `train --val-split 0.1 --seed 0` held out, and nothing else
+    held_out = load_dataset("digits", val_split=0.1, seed=0, image_size=8).val
+    assert main(["eval", str(run_dir / "best.safetensors"), "--data", "digits", "--held-out", "0.1", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    model, meta = archzoo.load_model(run_dir / "best.safetensors")
+    from archzoo.data.gpu import BatchAugment
+
+    tf = BatchAugment(8, meta["mean"], meta["std"], train=False, in_chans=1)
+    with torch.no_grad():
+        pred = model(tf(held_out.images)).argmax(1)
+    assert r["count"] == len(held_out) > 100 and r["held_out"] == 0.1
+    assert r["accuracy"] == pytest.approx((pred == held_out.labels).float().mean().item())
+    assert main(["eval", str(run_dir / "best.safetensors"), "--data", "digits", "--held-out", "1.5"]) == 2
+
+
 def test_eval_matches_classes_by_name(run_dir, digits_test, tmp_path, capsys):
     model, meta = archzoo.load_model(run_dir / "best.safetensors")
     # a folder with only the digits 3 and 7: its labels 0 and 1 are the checkpoint's classes 3 and 7
