@@ -639,3 +639,7 @@ def test_mnist_idx_errors(tmp_path):
     (d / "t10k-labels-idx1-ubyte").write_bytes(_idx(np.zeros(19)))
     with pytest.raises(ValueError, match="has 20 images but .* has 19 labels"):
         load_dataset(d, subset="test")
+    # two candidate files for one slot: an error naming both, not a silent pick
+    (d / "test-labels-idx1-ubyte").write_bytes(_idx(np.zeros(20)))
+    with pytest.raises(ValueError, match="two test labels files, t10k-labels-idx1-ubyte and test-labels-idx1-ubyte"):
+        load_dataset(d, subset="test")

@@ -193,6 +193,15 @@ def test_resume_in_process_matches_an_uninterrupted_run(tmp_path, monkeypatch):
     assert all(torch.equal(a[k], r[k]) for k in a), [k for k in a if not torch.equal(a[k], r[k])][:5]
 
 
+def test_resume_refuses_data_that_changed(digits8, tmp_path):
+    _tiny_trainer(digits8, out=tmp_path, epochs=1).fit()
+    model = archzoo.create_model("resnet20", num_classes=10, in_chans=1)
+    other = Trainer(model, digits8.train.subset(torch.arange(0, len(digits8.train), 4)), digits8.val,
+                    config=TrainConfig(epochs=2, batch_size=32), out=tmp_path, log="quiet")
+    with pytest.raises(ValueError, match="training data changed"):
+        other.fit(resume=True)
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(digits8, tmp_path):
     t = _tiny_trainer(digits8, out=tmp_path, epochs=3)
     steps, calls = len(t.train_batches), {"n": 0}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 import torch
 
@@ -151,3 +149,22 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
     tensors, meta = ck.load_tensors(path)
     assert tensors["a"].sum() == 0 and meta["model"] == "x"
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.safetensors"]
+
+
+def test_save_model_records_the_model_as_it_is_now(tmp_path):
+    # reset_classifier changes the class count, features_only removes the classifier, and
+    # reset_classifier(0) drops auxiliary heads: the file must still rebuild the model
+    model = archzoo.create_model("resnet20", num_classes=5)
+    model.reset_classifier(3)
+    archzoo.save_model(model, tmp_path / "r.safetensors")
+    assert archzoo.load_model(tmp_path / "r.safetensors")[0].num_classes == 3
+    extractor = archzoo.create_model("resnet20", features_only=True, out_indices=(1, 3)).eval()
+    archzoo.save_model(extractor, tmp_path / "f.safetensors")
+    loaded, meta = archzoo.load_model(tmp_path / "f.safetensors")
+    x = torch.randn(1, 3, 32, 32)
+    assert meta["out_indices"] == [1, 3]
+    assert all(torch.equal(a, b) for a, b in zip(loaded(x), extractor(x)))
+    googlenet = archzoo.create_model("googlenet", num_classes=4)
+    googlenet.reset_classifier(0)
+    archzoo.save_model(googlenet, tmp_path / "g.safetensors")
+    assert archzoo.load_model(tmp_path / "g.safetensors")[0].aux_heads is None

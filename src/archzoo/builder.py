@@ -38,7 +38,7 @@ def create_model(
         features_only: return a :class:`~archzoo.features.FeatureExtractor` giving feature maps.
         out_indices: which of ``model.feature_info`` to return (default: all).
         weights: a ``.safetensors`` checkpoint, a ``.pth``/``.pt``/``.bin`` state dict (ours, or
-            torchvision's/timm's, converted), or the tag of weights shipped with archzoo.
+            torchvision's/timm's, converted), or shipped weights as ``<tag>`` or ``<model>.<tag>``.
         kwargs: architecture arguments overriding the variant's (``drop_rate``, ``drop_path_rate`` ...).
     """
     entry = get_entry(name)
@@ -69,16 +69,6 @@ def _jsonable(kwargs: dict) -> dict:
     return dict(kwargs)
 
 
-def resolve_weights(name: str, weights: str | Path) -> Path:
-    """Turn a shipped-weights tag or a path into a file path."""
-    from .hub import shipped_weights_path
-
-    path = Path(weights)
-    if path.suffix in (".safetensors", ".pth", ".pt", ".bin") or path.exists():
-        return path
-    return shipped_weights_path(name, str(weights))
-
-
 def load_weights(model: nn.Module, weights: str | Path) -> dict:
     """Load ``weights`` into ``model`` (built by :func:`create_model`); return the file's metadata.
 
@@ -86,11 +76,12 @@ def load_weights(model: nn.Module, weights: str | Path) -> dict:
     class count is left freshly initialised (with a warning); first-convolution weights for 3
     channels are adapted to ``in_chans`` (summed for 1 channel, tiled and rescaled otherwise).
     """
+    from .hub import resolve_checkpoint
     from .weights import convert_weights, sources_for
 
     name = model.build_args["model"]
     card = model.card
-    path = resolve_weights(name, weights)
+    path = resolve_checkpoint(weights, model=name)
     state_dict, meta = read_state_dict(path)
     if meta.get("model") not in (None, name):
         raise ValueError(f"{path} holds weights for {meta['model']!r}, not {name!r}")
@@ -139,11 +130,13 @@ def _adapt(model: nn.Module, classifiers: tuple[str, ...], state_dict: dict, pat
                       f"{', '.join(classifiers)} left freshly initialised", stacklevel=3)
         for k in head_keys:
             out[k] = ours[k]
+    # only the stem convolution (the first 4-d weight) sees the input channels
+    stem = next((k for k, v in ours.items() if v.ndim == 4), None)
     for k, v in out.items():
         want = ours.get(k)
         if want is None or v.shape == want.shape or k in head_keys:
             continue
-        if v.ndim == 4 and want.ndim == 4 and v.shape[0] == want.shape[0] and v.shape[2:] == want.shape[2:]:
+        if k == stem and v.ndim == 4 and v.shape[0] == want.shape[0] and v.shape[2:] == want.shape[2:]:
             out[k] = adapt_input_conv(v, want.shape[1])
         else:
             raise ValueError(f"{path}: {k} has shape {tuple(v.shape)}, the model needs {tuple(want.shape)}")

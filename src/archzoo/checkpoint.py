@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import torch
@@ -21,16 +21,22 @@ from safetensors.torch import load_file, save_file
 
 SCHEMA_VERSION = 1
 META_KEY = "archzoo"
+_UMASK = os.umask(0)  # read once, at import (reading it means setting it)
+os.umask(_UMASK)
 
 
 def atomic_write(path: str | os.PathLike, write) -> None:
-    """Call ``write(tmp_path)`` then atomically move the result to ``path``."""
+    """Call ``write(tmp_path)`` then atomically move the result to ``path``.
+
+    The file gets the permissions any new file gets (``0o666`` less the umask), whatever mode
+    ``write`` created it with. The file and, after the rename, its folder are synced, so the new
+    file survives a power cut once this returns."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = str(path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -38,6 +44,25 @@ def atomic_write(path: str | os.PathLike, write) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. Windows, where folders cannot be opened
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (readers see the old file or the new one, never half)."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> None:
@@ -60,7 +85,12 @@ def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
             raw = (f.metadata() or {}).get(META_KEY)
     except (SafetensorError, OSError, ValueError) as e:
         raise ValueError(f"{path} is not a readable .safetensors file: {e}") from e
-    meta = json.loads(raw) if raw else {}
+    try:
+        meta = json.loads(raw) if raw else {}
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: its {META_KEY!r} metadata is not valid JSON: {e}") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: its {META_KEY!r} metadata is not a JSON object")
     if meta.get("schema", SCHEMA_VERSION) > SCHEMA_VERSION:
         raise ValueError(f"{path} was written by a newer archzoo (schema {meta['schema']} > {SCHEMA_VERSION})")
     return tensors, meta

@@ -70,8 +70,8 @@ def resolve_checkpoint(arg: str | Path, model: str | None = None) -> Path:
 
 
 def load_checkpoint(arg: str | Path):
-    """``(model in eval mode, metadata)`` from a checkpoint file or a ``<model>.<tag>`` of shipped
-    weights. A shipped file without archzoo metadata is loaded into ``create_model(<model>)``."""
+    """``(classifier in eval mode, metadata)`` from a checkpoint file or a ``<model>.<tag>`` of
+    shipped weights. A shipped file without archzoo metadata is loaded into ``create_model(<model>)``."""
     from .builder import create_model
     from .io import load_model
 
@@ -79,10 +79,15 @@ def load_checkpoint(arg: str | Path):
     is_tag = not Path(arg).expanduser().is_file()
     if path.suffix == ".safetensors":
         try:
-            return load_model(path)
+            model, meta = load_model(path)
         except ValueError:
             if not is_tag:
                 raise
+        else:
+            if meta.get("out_indices") is not None:
+                raise ValueError(f"{path} holds a features_only extractor, which has no classifier; "
+                                 "load it with archzoo.load_model")
+            return model, meta
     if is_tag:
         name = str(arg).split(".", 1)[0]
         return create_model(name, weights=path).eval(), {"model": name}

@@ -14,13 +14,21 @@ def save_model(model: nn.Module, path: str | os.PathLike, **meta) -> None:
     size and normalisation, plus any ``meta`` such as ``class_names``) atomically to ``path``."""
     from .features import FeatureExtractor
 
+    extra = {}
     if isinstance(model, FeatureExtractor):
+        extra["out_indices"] = list(model.out_indices)
         model = model.model
     if not hasattr(model, "build_args"):
         raise ValueError("save_model needs a model made by archzoo.create_model (it records how to rebuild it)")
     card = model.card
+    # rebuild the model as it is now: reset_classifier (and features_only, which resets it to 0)
+    # may have changed the class count, and reset_classifier(0) drops auxiliary heads
+    build_args = {**model.build_args, "num_classes": model.num_classes}
+    if getattr(model, "aux_heads", "absent") is None:
+        build_args["kwargs"] = {**build_args["kwargs"], "aux_logits": False}
     info = {
-        **model.build_args,
+        **build_args,
+        **extra,
         "input_size": list(card.input_size),
         "mean": list(card.mean),
         "std": list(card.std),
@@ -30,12 +38,17 @@ def save_model(model: nn.Module, path: str | os.PathLike, **meta) -> None:
 
 
 def load_model(path: str | os.PathLike, **overrides) -> tuple[nn.Module, dict]:
-    """Rebuild the model saved at ``path``; return it (in eval mode) and the file's metadata."""
+    """Rebuild the model saved at ``path``; return it (in eval mode) and the file's metadata.
+    A saved ``features_only`` extractor comes back as one (with its ``out_indices``)."""
     tensors, meta = load_tensors(path)
     if "model" not in meta:
         raise ValueError(f"{path} has no archzoo metadata; use create_model(name, weights=path) for a bare state dict")
     kwargs = {**meta.get("kwargs", {}), **overrides}
     model = build_with_state(meta["model"], tensors, num_classes=meta["num_classes"], in_chans=meta["in_chans"], **kwargs)
+    if meta.get("out_indices") is not None:
+        from .features import FeatureExtractor
+
+        model = FeatureExtractor(model, meta["out_indices"])
     model.eval()
     return model, meta
 

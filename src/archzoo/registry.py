@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from .tricks import TRICKS
@@ -160,7 +160,3 @@ def _natural_key(name: str):
     import re
 
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
-
-
-def with_card(card: ModelCard, **changes) -> ModelCard:
-    return replace(card, **changes)

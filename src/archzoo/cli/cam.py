@@ -81,12 +81,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..data import build_transform
-    from ..data.folder import decode_image
-    from ..engine.trainer import model_mean_std
+    from ..data.folder import ImageDecoder
     from ..explain import NotLinearHeadError, explain_method
-    from ..explain.state import inspection_mode
     from ..explain.render import save_grid, save_overlay, to_display
-    from .common import print_json, print_table
+    from ..explain.state import inspection_mode
+    from .common import checkpoint_input, print_json, print_table
 
     for f in args.images:
         if not Path(f).is_file():
@@ -99,13 +98,9 @@ def run(args: argparse.Namespace) -> int:
     target = class_index(args.target, names)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = model.to(device).eval()
-    c = model.build_args["in_chans"]
-    size = (meta.get("input_size") or list(model.card.input_size))[-1]
-    mean, std = model_mean_std(model, c)
-    mean, std = meta.get("mean", mean), meta.get("std", std)
-    tf = build_transform(False, size, mean, std, in_chans=c)
-    x = torch.stack([tf(torch.tensor(decode_image(f, channels=c)).permute(2, 0, 1).contiguous())
-                     for f in args.images]).to(device)
+    c, size, mean, std = checkpoint_input(model, meta)
+    tf, decode = build_transform(False, size, mean, std, in_chans=c), ImageDecoder(c)
+    x = torch.stack([tf(decode(f)) for f in args.images]).to(device)
 
     try:
         heat, method = explain_method(model, x, args.method, target=target, layer=args.layer)

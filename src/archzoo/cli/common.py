@@ -1,4 +1,4 @@
-"""Helpers shared by the commands: printing tables or JSON."""
+"""Helpers shared by the commands: what a checkpoint expects as input, printing tables or JSON."""
 
 from __future__ import annotations
 
@@ -26,3 +26,14 @@ def print_table(title: str | None, columns: list[str], rows: list[list], justify
     for row in rows:
         table.add_row(*[str(v) for v in row])
     console().print(table)
+
+
+def checkpoint_input(model, meta: dict) -> tuple[int, int, list[float], list[float]]:
+    """``(in_chans, input side, mean, std)`` of a loaded checkpoint: its run's, stored in ``meta``,
+    else the model card's."""
+    from ..engine.trainer import model_mean_std
+
+    c = model.build_args["in_chans"]
+    size = (meta.get("input_size") or list(model.card.input_size))[-1]
+    mean, std = model_mean_std(model, c)
+    return c, size, meta.get("mean", mean), meta.get("std", std)

@@ -77,16 +77,12 @@ def load_eval_data(spec: str, meta: dict, subset: str | None, skip_bad: bool, he
 
 def run(args: argparse.Namespace) -> int:
     from ..engine.evaluate import evaluate_model
-    from ..engine.trainer import model_mean_std
     from ..hub import load_checkpoint
-    from .common import console, print_json, print_table
+    from .common import checkpoint_input, console, print_json, print_table
 
     model, meta = load_checkpoint(args.checkpoint)
     data, bad_files = load_eval_data(args.data, meta, args.subset, args.skip_bad, args.held_out, args.seed)
-    c = model.build_args["in_chans"]
-    size = (meta.get("input_size") or list(model.card.input_size))[-1]
-    mean, std = model_mean_std(model, c)
-    mean, std = meta.get("mean", mean), meta.get("std", std)
+    _, size, mean, std = checkpoint_input(model, meta)
     m = evaluate_model(model, data, input_size=size, mean=mean, std=std, class_names=meta.get("class_names"),
                        batch_size=args.batch_size, device=args.device, workers=args.workers)
     names = meta.get("class_names") or [str(i) for i in range(model.num_classes)]

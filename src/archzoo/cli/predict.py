@@ -26,26 +26,22 @@ def register(subparsers) -> None:
 
 def predict_files(model, meta: dict, files: list[str], topk: int = 5, device=None) -> list[dict]:
     """``[{"file", "top": [{"class", "index", "probability"}, ...]}]`` for each image file."""
-    import numpy as np
     import torch
 
     from ..data import build_transform
-    from ..data.folder import decode_image
-    from ..engine.trainer import model_mean_std
+    from ..data.folder import ImageDecoder
+    from .common import checkpoint_input
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    c = model.build_args["in_chans"]
-    size = (meta.get("input_size") or list(model.card.input_size))[-1]
-    mean, std = model_mean_std(model, c)
-    mean, std = meta.get("mean", mean), meta.get("std", std)
+    c, size, mean, std = checkpoint_input(model, meta)
     names = meta.get("class_names") or [str(i) for i in range(model.num_classes)]
-    tf = build_transform(False, size, mean, std, in_chans=c)
+    tf, decode = build_transform(False, size, mean, std, in_chans=c), ImageDecoder(c)
     model = model.to(device).eval()
     out = []
     for f in files:
         if not Path(f).is_file():
             raise FileNotFoundError(f"image {f} does not exist")
-        image = torch.from_numpy(np.array(decode_image(f, channels=c))).permute(2, 0, 1).contiguous()
+        image = decode(f)
         with torch.no_grad():
             probs = model(tf(image)[None].to(device)).float().softmax(-1)[0].cpu()
         p, idx = probs.topk(min(topk, len(probs)))

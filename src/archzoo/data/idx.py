@@ -29,12 +29,17 @@ _SUBSETS = {"train": ("train",), "test": ("t10k", "test")}
 
 
 def _files(path: Path) -> dict[tuple[str, str], Path]:
-    out = {}
+    """``(split, kind) -> file``; two candidates for one slot (say ``t10k-`` and ``test-``, or a
+    plain and a gzipped copy) are an error rather than a silent pick."""
+    out: dict[tuple[str, str], Path] = {}
     for f in sorted(path.iterdir()):
         m = _NAME.search(f.name)
         if m and f.is_file():
-            split = "train" if m.group(1).lower() == "train" else "test"
-            out.setdefault((split, m.group(2).lower()), f)
+            key = ("train" if m.group(1).lower() == "train" else "test", m.group(2).lower())
+            if key in out:
+                raise ValueError(f"{path}: two {key[0]} {key[1]} files, {out[key].name} and {f.name}; "
+                                 "keep one set of IDX files per folder")
+            out[key] = f
     return out
 
 
@@ -45,7 +50,11 @@ def is_idx_dir(path: Path) -> bool:
 def read_idx(path: Path, ndim: int) -> np.ndarray:
     """The unsigned-byte array of ``ndim`` dimensions stored in the IDX file ``path``."""
     try:
-        raw = gzip.open(path).read() if path.name.lower().endswith(".gz") else path.read_bytes()
+        if path.name.lower().endswith(".gz"):
+            with gzip.open(path) as f:
+                raw = f.read()
+        else:
+            raw = path.read_bytes()
     except (OSError, EOFError) as e:
         raise ValueError(f"{path}: cannot be read ({e})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:

@@ -22,8 +22,6 @@ from .config import TrainConfig
 from .state import STATE_FILE
 from .trainer import Trainer, seed_everything
 
-DATA_KEYS = ("val_split", "image_size", "skip_bad", "train_limit", "val_limit")
-
 
 def _limit(ds, n: int | None, seed: int):
     """A seeded random subset of ``n`` items (in source order), for quick runs."""

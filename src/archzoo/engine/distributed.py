@@ -51,11 +51,6 @@ def teardown() -> None:
         td.destroy_process_group()
 
 
-def barrier() -> None:
-    if enabled():
-        td.barrier()
-
-
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     if not enabled():
         return t

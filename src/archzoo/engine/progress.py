@@ -104,7 +104,7 @@ class RunLog:
     def write(self, history: list[dict]) -> None:
         if self.out is None:
             return
-        from ..checkpoint import atomic_write
+        from ..checkpoint import atomic_write_text
         from .report import plot_curves
 
         buf = io.StringIO()
@@ -112,7 +112,7 @@ class RunLog:
         w.writeheader()
         for row in history:
             w.writerow({k: ("" if row.get(k) is None else row[k]) for k in COLUMNS})
-        atomic_write(self.out / "metrics.csv", lambda tmp: Path(tmp).write_text(buf.getvalue()))
+        atomic_write_text(self.out / "metrics.csv", buf.getvalue())
         plot_curves(history, self.out / "curves.png")
         if self.tb is not None and history:
             row = history[-1]

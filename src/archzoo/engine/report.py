@@ -14,30 +14,15 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-
-def _figure(w: float, h: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(w, h), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig, path: Path) -> Path:
-    from ..checkpoint import atomic_write
-
-    path = Path(path)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
-    return path
+from ..checkpoint import atomic_write_text
+from ..explain.render import new_figure, save_figure
 
 
 def plot_curves(history: list[dict], path: str | Path) -> Path:
     """Loss and accuracy per epoch, training and validation, side by side."""
     from matplotlib.ticker import MaxNLocator
 
-    fig = _figure(10, 4)
+    fig = new_figure(10, 4)
     epochs = [h["epoch"] for h in history]
     for ax, key, title in ((fig.add_subplot(1, 2, 1), "loss", "loss"), (fig.add_subplot(1, 2, 2), "accuracy", "top-1 accuracy")):
         for split, style in (("train", "-o"), ("val", "-s")):
@@ -49,7 +34,7 @@ def plot_curves(history: list[dict], path: str | Path) -> Path:
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_confusion(confusion: Sequence[Sequence[int]], class_names: Sequence[str], path: str | Path) -> Path:
@@ -59,7 +44,7 @@ def plot_confusion(confusion: Sequence[Sequence[int]], class_names: Sequence[str
     k = cm.shape[0]
     norm = cm / cm.sum(1, keepdim=True).clamp(min=1)
     side = min(max(4.0, 0.45 * k + 2), 16)
-    fig = _figure(side + 1, side)
+    fig = new_figure(side + 1, side)
     ax = fig.add_subplot(1, 1, 1)
     im = ax.imshow(norm.numpy(), cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
@@ -77,7 +62,7 @@ def plot_confusion(confusion: Sequence[Sequence[int]], class_names: Sequence[str
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(f"confusion matrix ({int(cm.sum())} images, accuracy {acc:.1%})")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _to_display(image: torch.Tensor):
@@ -104,7 +89,7 @@ def prediction_grid(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
     conf, pred = probs.max(-1)
     n = len(images)
     rows = -(-n // cols)
-    fig = _figure(1.4 * cols, 1.6 * rows)
+    fig = new_figure(1.4 * cols, 1.6 * rows)
     for i in range(n):
         ax = fig.add_subplot(rows, cols, i + 1)
         img, cmap = _to_display(images[i])
@@ -115,7 +100,7 @@ def prediction_grid(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
             ax.set_xlabel(f"true: {class_names[int(labels[i])]}", fontsize=7, color="red")
         ax.set_xticks([])
         ax.set_yticks([])
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def cam_grid(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, transform,
@@ -147,12 +132,12 @@ def write_report(folder: str | Path, *, model: nn.Module, history: list[dict], m
     if cams is not None:
         pictures["Where the model looks (class activation maps)"] = cams
     summary = {**facts, "metrics": {k: v for k, v in metrics.items() if k != "confusion"}}
-    (folder / "report.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(folder / "report.json", json.dumps(summary, indent=2) + "\n")
     lines = [f"# {title}", ""]
     lines += [f"- **{k}**: {v}" for k, v in facts.items()]
     lines.append("")
     for caption, file in pictures.items():
         lines += [f"## {caption}", "", f"![{caption}]({Path(file).name})", ""]
     readme = folder / "README.md"
-    readme.write_text("\n".join(lines))
+    atomic_write_text(readme, "\n".join(lines))
     return readme

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..checkpoint import save_tensors
+from ..checkpoint import atomic_write_text, save_tensors
 from . import distributed as dist
 from .config import TrainConfig
 from .ema import ModelEMA
@@ -245,6 +245,7 @@ class Trainer:
                 raise FileNotFoundError(f"nothing to resume: {self.out}/{STATE_FILE} does not exist")
             meta = load_state(self.out / STATE_FILE, model=self.model, optimizer=self.optimizer, ema=self.ema,
                               device=self.device)
+            self._check_same_data(meta)
             start, self.step, history = meta["epoch"], meta["step"], meta["history"]
             best, best_epoch = meta.get("best"), meta.get("best_epoch")
             self.progress.info(f"resuming {self.out} after epoch {start}")
@@ -286,6 +287,7 @@ class Trainer:
                 save_state(self.out / STATE_FILE, model=self.model, optimizer=self.optimizer, ema=self.ema,
                            device=self.device, meta={"epoch": epoch + 1, "step": self.step, "history": history,
                                                      "best": best, "best_epoch": best_epoch, "recipe": cfg.to_dict(),
+                                                     "class_names": self.class_names,
                                                      "data_order": {"seed": cfg.seed, "next_epoch": epoch + 1,
                                                                     "train_size": len(self.train_data)},
                                                      **self.extra_meta})
@@ -295,6 +297,20 @@ class Trainer:
         if not val and self.val_batches is not None:
             val = self.evaluate()
         return self._finish(history, val, best_epoch, time.perf_counter() - t_run)
+
+    def _check_same_data(self, meta: dict) -> None:
+        """A resumed run must see the data it started with: another training-set size or class
+        list would silently change the data order or relabel the classes."""
+        problems = []
+        size = meta.get("data_order", {}).get("train_size")
+        if size is not None and size != len(self.train_data):
+            problems.append(f"it trained on {size} images, the data now has {len(self.train_data)}")
+        names = meta.get("class_names")
+        if names is not None and list(names) != self.class_names:
+            problems.append(f"its classes were {names}, the data's are {self.class_names}")
+        if problems:
+            raise ValueError(f"cannot resume {self.out}: the training data changed since the run started ("
+                             + "; ".join(problems) + "); start a new run, e.g. with --init from its checkpoint")
 
     def _finish(self, history: list[dict], val: dict, best_epoch: int | None, run_time: float) -> dict:
         import json
@@ -317,7 +333,7 @@ class Trainer:
             self.task.report(self.out, self.eval_model, val, self.sample_images() if val else None)
             summary["files"] = sorted({p.name for p in self.out.iterdir() if p.is_file() and not p.name.startswith(".")}
                                       | {"summary.json"})
-            (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            atomic_write_text(self.out / "summary.json", json.dumps(summary, indent=2) + "\n")
         self.progress.event("end", **{k: v for k, v in summary.items() if k not in ("history", "recipe", "class_names")})
         return summary
 

@@ -40,7 +40,8 @@ def blend(image: np.ndarray, heat: torch.Tensor | np.ndarray, alpha: tuple[float
     return (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
 
 
-def _figure(w: float, h: float):
+def new_figure(w: float, h: float):
+    """A ``w`` x ``h`` inch matplotlib figure on its own Agg canvas (no pyplot state)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -49,7 +50,8 @@ def _figure(w: float, h: float):
     return fig
 
 
-def _save(fig, path: str | Path) -> Path:
+def save_figure(fig, path: str | Path) -> Path:
+    """Lay out ``fig`` and write it to ``path`` as a PNG, atomically."""
     from ..checkpoint import atomic_write
 
     path = Path(path)
@@ -60,7 +62,7 @@ def _save(fig, path: str | Path) -> Path:
 
 def save_overlay(path: str | Path, image: np.ndarray, heat, title: str = "") -> Path:
     """One PNG: the image and the heat map blended over it side by side, ``title`` above."""
-    fig = _figure(6.4, 3.6)
+    fig = new_figure(6.4, 3.6)
     for i, (picture, caption) in enumerate(((image, "input"), (blend(image, heat), "class activation map"))):
         ax = fig.add_subplot(1, 2, i + 1)
         ax.imshow(picture, interpolation="nearest" if picture.shape[0] < 64 else "antialiased")
@@ -69,7 +71,7 @@ def save_overlay(path: str | Path, image: np.ndarray, heat, title: str = "") -> 
         ax.set_yticks([])
     if title:
         fig.suptitle(title, fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def save_grid(path: str | Path, images: Sequence[np.ndarray], heats, titles: Sequence[str],
@@ -78,7 +80,7 @@ def save_grid(path: str | Path, images: Sequence[np.ndarray], heats, titles: Seq
     n = len(images)
     cols = max(1, min(cols, n))
     rows = -(-n // cols)
-    fig = _figure(1.9 * cols, 2.1 * rows)
+    fig = new_figure(1.9 * cols, 2.1 * rows)
     for i in range(n):
         ax = fig.add_subplot(rows, cols, i + 1)
         picture = blend(images[i], heats[i])
@@ -86,4 +88,4 @@ def save_grid(path: str | Path, images: Sequence[np.ndarray], heats, titles: Seq
         ax.set_title(titles[i], fontsize=8, color=(colors[i] if colors else "black"))
         ax.set_xticks([])
         ax.set_yticks([])
-    return _save(fig, path)
+    return save_figure(fig, path)

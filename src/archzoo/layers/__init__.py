@@ -9,7 +9,15 @@ from .factorized_inception import InceptionA, InceptionB, InceptionC, InceptionD
 from .fire import Fire
 from .fractal import FractalBlock, fractal_join, global_drop_column
 from .heads import ConvPoolHead, FCHead
-from .inception import AuxClassifier, AvgPoolAtLeast, ConcatBranches, InceptionModule, imagenet_to_inception_range
+from .inception import (
+    AuxClassifier,
+    AvgPoolAtLeast,
+    ConcatBranches,
+    InceptionModule,
+    imagenet_to_inception_range,
+    inception_conv,
+    split_1x3_3x1,
+)
 from .inception_v4 import (
     InceptionResNetA,
     InceptionResNetB,
@@ -65,6 +73,8 @@ __all__ = [
     "ScaledTanh",
     "TrainableSubsampling",
     "imagenet_to_inception_range",
+    "inception_conv",
+    "split_1x3_3x1",
     "BasicBlock",
     "Bottleneck",
     "ClassifierHead",

@@ -21,7 +21,7 @@ from typing import Callable
 import torch.nn as nn
 
 from .conv import ConvNormAct
-from .inception import ConcatBranches
+from .inception import ConcatBranches, split_1x3_3x1
 
 ConvLayer = Callable[..., nn.Module]
 
@@ -86,10 +86,6 @@ class InceptionD(ConcatBranches):
         self.out_chs = 320 + 192 + in_chs
 
 
-def _split_1x3_3x1(conv_layer: ConvLayer, chs: int) -> ConcatBranches:
-    return ConcatBranches(a=conv_layer(chs, chs, (1, 3)), b=conv_layer(chs, chs, (3, 1)))
-
-
 class InceptionE(ConcatBranches):
     """8x8 grid, the expanded filter bank: 1x1 | 1x1 -> (1x3 | 3x1) | 1x1 -> 3x3 -> (1x3 | 3x1) |
     avg pool -> 1x1; the split branches concatenate their two halves."""
@@ -98,8 +94,8 @@ class InceptionE(ConcatBranches):
         c = conv_layer
         super().__init__(
             b1x1=nn.Sequential(c(in_chs, 320, 1)),
-            b3x3=nn.Sequential(c(in_chs, 384, 1), _split_1x3_3x1(c, 384)),
-            b3x3dbl=nn.Sequential(c(in_chs, 448, 1), c(448, 384, 3), _split_1x3_3x1(c, 384)),
+            b3x3=nn.Sequential(c(in_chs, 384, 1), split_1x3_3x1(c, 384, 384)),
+            b3x3dbl=nn.Sequential(c(in_chs, 448, 1), c(448, 384, 3), split_1x3_3x1(c, 384, 384)),
             pool=_avg_pool_branch(c, in_chs, 192),
         )
         self.out_chs = 320 + 2 * 384 + 2 * 384 + 192

@@ -13,6 +13,7 @@ GoogLeNet module; :class:`AuxClassifier` the auxiliary head.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 import torch
@@ -23,6 +24,11 @@ from .conv import ConvNormAct, create_act
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+#: conv -> batch norm (TensorFlow's ``eps=1e-3``) -> ReLU: the unit of Google's released Inception
+#: models (GoogLeNet, Inception-v3/v4, Inception-ResNet) and of their torchvision/timm ports
+inception_conv = partial(ConvNormAct, norm_layer=partial(nn.BatchNorm2d, eps=1e-3))
 
 
 class ConcatBranches(nn.ModuleDict):
@@ -38,6 +44,12 @@ class ConcatBranches(nn.ModuleDict):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([branch(x) for branch in self.values()], dim=1)
+
+
+def split_1x3_3x1(conv_layer: Callable[..., nn.Module], in_chs: int, out_chs: int) -> ConcatBranches:
+    """Inception-v3's expanded filter bank (arXiv:1512.00567, Figure 7): a 1x3 and a 3x1
+    convolution side by side on the same input, concatenated."""
+    return ConcatBranches(a=conv_layer(in_chs, out_chs, (1, 3)), b=conv_layer(in_chs, out_chs, (3, 1)))
 
 
 class InceptionModule(ConcatBranches):

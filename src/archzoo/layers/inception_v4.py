@@ -21,29 +21,20 @@ TensorFlow models (and timm's port), which differ from the figures in a few plac
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Callable
 
 import torch
 import torch.nn as nn
 
 from .conv import ConvNormAct
-from .inception import ConcatBranches
+from .inception import ConcatBranches, split_1x3_3x1
 
 ConvLayer = Callable[..., nn.Module]
-
-#: conv -> batch norm (TensorFlow's ``eps=1e-3``) -> ReLU, the unit of the released models
-inception_conv = partial(ConvNormAct, norm_layer=partial(nn.BatchNorm2d, eps=1e-3))
 
 
 def _avg_pool() -> nn.AvgPool2d:
     """3x3 average pooling that averages real pixels only (no padding counted)."""
     return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
-
-
-def _split(c: ConvLayer, in_chs: int, out_chs: int) -> ConcatBranches:
-    """Inception-v3's expanded filter bank: a 1x3 and a 3x1 side by side on the same input."""
-    return ConcatBranches(a=c(in_chs, out_chs, (1, 3)), b=c(in_chs, out_chs, (3, 1)))
 
 
 class InceptionV4A(ConcatBranches):
@@ -84,8 +75,8 @@ class InceptionV4C(ConcatBranches):
         c = conv_layer
         super().__init__(
             b1x1=c(in_chs, 256, 1),
-            b3x3=nn.Sequential(c(in_chs, 384, 1), _split(c, 384, 256)),
-            b3x3dbl=nn.Sequential(c(in_chs, 384, 1), c(384, 448, (3, 1)), c(448, 512, (1, 3)), _split(c, 512, 256)),
+            b3x3=nn.Sequential(c(in_chs, 384, 1), split_1x3_3x1(c, 384, 256)),
+            b3x3dbl=nn.Sequential(c(in_chs, 384, 1), c(384, 448, (3, 1)), c(448, 512, (1, 3)), split_1x3_3x1(c, 512, 256)),
             pool=nn.Sequential(_avg_pool(), c(in_chs, 256, 1)),
         )
         self.out_chs = 6 * 256

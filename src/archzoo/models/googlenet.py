@@ -24,12 +24,9 @@ import torch
 import torch.nn as nn
 
 from ..features import FeatureInfo, feature
-from ..layers import AuxClassifier, ConvNormAct, InceptionModule, imagenet_to_inception_range
+from ..layers import AuxClassifier, InceptionModule, imagenet_to_inception_range, inception_conv
 from ..registry import family_card, register_variants
 from .base import AuxLogits, Classifier
-
-# batch norm as in Google's ported weights
-InceptionConv = partial(ConvNormAct, norm_layer=partial(nn.BatchNorm2d, eps=1e-3))
 
 
 class AuxNet(Classifier):
@@ -98,7 +95,7 @@ GOOGLENET_MODULES = {
 def googlenet_aux(in_chs: int, num_classes: int, drop_rate: float) -> AuxClassifier:
     """Section 5: 4x4 average pool (5x5/3 on the 14x14 map; adaptive here) -> 1x1 conv (128) ->
     fc 1024 -> ReLU -> dropout 0.7 -> fc."""
-    return AuxClassifier(nn.AdaptiveAvgPool2d(4), nn.Sequential(InceptionConv(in_chs, 128, 1)), 128 * 4 * 4,
+    return AuxClassifier(nn.AdaptiveAvgPool2d(4), nn.Sequential(inception_conv(in_chs, 128, 1)), 128 * 4 * 4,
                          num_classes, hidden=1024, drop_rate=drop_rate)
 
 
@@ -128,7 +125,7 @@ class GoogLeNet(AuxNet):
         if transform_input and in_chans != 3:
             raise ValueError("transform_input needs in_chans=3")
         self.transform_input = transform_input
-        conv = InceptionConv
+        conv = inception_conv
         pool = partial(nn.MaxPool2d, 3, stride=2, ceil_mode=True)
         layers = [
             ("conv1", conv(in_chans, 64, 7, stride=2)),

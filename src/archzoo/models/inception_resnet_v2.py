@@ -18,15 +18,8 @@ import torch
 import torch.nn as nn
 
 from ..features import FeatureInfo, feature
-from ..layers.inception import ConcatBranches
-from ..layers.inception_v4 import (
-    InceptionResNetA,
-    InceptionResNetB,
-    InceptionResNetC,
-    ReductionA,
-    ReductionResNetB,
-    inception_conv,
-)
+from ..layers.inception import ConcatBranches, inception_conv
+from ..layers.inception_v4 import InceptionResNetA, InceptionResNetB, InceptionResNetC, ReductionA, ReductionResNetB
 from ..registry import INCEPTION_MEAN, INCEPTION_STD, family_card, register_variants
 from .base import Classifier, init_weights
 

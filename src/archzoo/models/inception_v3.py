@@ -25,14 +25,23 @@ from collections import OrderedDict
 import torch.nn as nn
 
 from ..features import FeatureInfo, feature
-from ..layers import AuxClassifier, AvgPoolAtLeast, InceptionA, InceptionB, InceptionC, InceptionD, InceptionE
+from ..layers import (
+    AuxClassifier,
+    AvgPoolAtLeast,
+    InceptionA,
+    InceptionB,
+    InceptionC,
+    InceptionD,
+    InceptionE,
+    inception_conv,
+)
 from ..registry import family_card, register_variants
-from .googlenet import AuxNet, InceptionConv
+from .googlenet import AuxNet
 
 
 def inception_v3_aux(in_chs: int, num_classes: int) -> AuxClassifier:
     """5x5/3 average pool -> 1x1 conv (128) -> 5x5 conv (768) -> global average -> fc."""
-    convs = nn.Sequential(InceptionConv(in_chs, 128, 1), InceptionConv(128, 768, 5, padding=0))
+    convs = nn.Sequential(inception_conv(in_chs, 128, 1), inception_conv(128, 768, 5, padding=0))
     return AuxClassifier(AvgPoolAtLeast(5, stride=3, min_size=5), convs, 768, num_classes, global_pool=True)
 
 
@@ -58,7 +67,7 @@ class InceptionV3(AuxNet):
         if transform_input and in_chans != 3:
             raise ValueError("transform_input needs in_chans=3")
         self.transform_input = transform_input
-        c = InceptionConv
+        c = inception_conv
         self.features = nn.Sequential(OrderedDict([
             ("conv1a", c(in_chans, 32, 3, stride=2, padding=0)),
             ("conv2a", c(32, 32, 3, padding=0)),

@@ -15,8 +15,8 @@ import torch
 import torch.nn as nn
 
 from ..features import FeatureInfo, feature
-from ..layers.inception import ConcatBranches
-from ..layers.inception_v4 import InceptionV4A, InceptionV4B, InceptionV4C, ReductionA, ReductionV4B, inception_conv
+from ..layers.inception import ConcatBranches, inception_conv
+from ..layers.inception_v4 import InceptionV4A, InceptionV4B, InceptionV4C, ReductionA, ReductionV4B
 from ..registry import INCEPTION_MEAN, INCEPTION_STD, family_card, register_variants
 from .base import Classifier, init_weights
 

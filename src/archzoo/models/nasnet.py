@@ -60,7 +60,27 @@ def nasnet_cells(filters: int, num_normal: int, multiplier: int = 2, skip_reduct
     return specs
 
 
-class NASNet(Classifier):
+class CellNet(Classifier):
+    """3x3 stem convolution -> a :class:`CellStack` of searched cells -> ReLU -> global pool ->
+    linear: the body NASNet and PNASNet share; subclasses choose the cell plan."""
+
+    def build(self, in_chans: int, stem_width: int, specs: list[CellSpec], num_classes: int, drop_rate: float) -> None:
+        self.stem = nas_stem(in_chans, stem_width)
+        self.cells = CellStack(specs, stem_width)
+        self.act = nn.ReLU()
+        self.feature_info = FeatureInfo(
+            [feature(stem_width, 2, "stem")]
+            + [feature(c, s, f"cells.{m}") for c, s, m in self.cells.taps]
+            + [feature(self.cells.out_chs, self.cells.out_stride, "act")]
+        )
+        self.init_head(self.cells.out_chs, num_classes, drop_rate)
+        init_weights(self)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.cells(self.stem(x)))
+
+
+class NASNet(CellNet):
     """3x3 stem convolution -> stack of searched cells -> ReLU -> global pool -> linear.
 
     Args:
@@ -86,20 +106,8 @@ class NASNet(Classifier):
         super().__init__()
         if penultimate_filters % 24:
             raise ValueError(f"penultimate_filters must be a multiple of 24, got {penultimate_filters}")
-        self.stem = nas_stem(in_chans, stem_width)
         specs = nasnet_cells(penultimate_filters // 24, num_normal, multiplier, skip_reduction_input)
-        self.cells = CellStack(specs, stem_width)
-        self.act = nn.ReLU()
-        self.feature_info = FeatureInfo(
-            [feature(stem_width, 2, "stem")]
-            + [feature(c, s, f"cells.{m}") for c, s, m in self.cells.taps]
-            + [feature(self.cells.out_chs, self.cells.out_stride, "act")]
-        )
-        self.init_head(self.cells.out_chs, num_classes, drop_rate)
-        init_weights(self)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.cells(self.stem(x)))
+        self.build(in_chans, stem_width, specs, num_classes, drop_rate)
 
 
 # --- variants ---------------------------------------------------------------------------------

@@ -11,13 +11,9 @@ are in :mod:`archzoo.layers.nas_cells`.
 
 from __future__ import annotations
 
-import torch
-import torch.nn as nn
-
-from ..features import FeatureInfo, feature
-from ..layers.nas_cells import CellSpec, CellStack, Genotype, nas_stem
+from ..layers.nas_cells import CellSpec, Genotype
 from ..registry import INCEPTION_MEAN, INCEPTION_STD, family_card, register_variants
-from .base import Classifier, init_weights
+from .nasnet import CellNet
 
 # Figure 1 of the paper; state 0 is the cell before the previous one, 1 the previous cell.
 PNASNET_5 = Genotype(
@@ -54,7 +50,7 @@ def pnasnet_cells(filters: int, cells_per_stage: int, multiplier: int = 2) -> li
     return specs
 
 
-class PNASNet(Classifier):
+class PNASNet(CellNet):
     """3x3 stem convolution -> stack of PNASNet-5 cells -> ReLU -> global pool -> linear.
 
     Args:
@@ -75,19 +71,7 @@ class PNASNet(Classifier):
         drop_rate: float = 0.0,
     ):
         super().__init__()
-        self.stem = nas_stem(in_chans, stem_width)
-        self.cells = CellStack(pnasnet_cells(filters, cells_per_stage, multiplier), stem_width)
-        self.act = nn.ReLU()
-        self.feature_info = FeatureInfo(
-            [feature(stem_width, 2, "stem")]
-            + [feature(c, s, f"cells.{m}") for c, s, m in self.cells.taps]
-            + [feature(self.cells.out_chs, self.cells.out_stride, "act")]
-        )
-        self.init_head(self.cells.out_chs, num_classes, drop_rate)
-        init_weights(self)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.cells(self.stem(x)))
+        self.build(in_chans, stem_width, pnasnet_cells(filters, cells_per_stage, multiplier), num_classes, drop_rate)
 
 
 # --- variants ---------------------------------------------------------------------------------
