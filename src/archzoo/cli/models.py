@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+
 from ..hub import list_shipped
 from ..profile import model_stats
 from ..registry import list_models, model_card
@@ -45,7 +47,7 @@ def run(args) -> int:
 
 
 def _run_weights(args) -> int:
-    entries = [w for w in list_shipped() if not args.pattern or __import__("fnmatch").fnmatch(w.model, args.pattern)]
+    entries = [w for w in list_shipped() if not args.pattern or fnmatch.fnmatch(w.model, args.pattern)]
     rows = [{"weights": f"{w.model}.{w.tag}", "model": w.model, "tag": w.tag, "dataset": w.dataset,
              "metrics": w.metrics, "recipe": w.recipe} for w in entries]
     if args.json:

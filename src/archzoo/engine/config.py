@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from ..data.transforms import AUGMENTS
+
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "onecycle", "constant")
 FREEZE = ("none", "backbone")
-AUGMENTS = ("basic", "none", "randaugment", "trivialaugment")
 
 
 @dataclass

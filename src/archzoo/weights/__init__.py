@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 
 SOURCES = ("torchvision", "timm")
+BN = r"(weight|bias|running_mean|running_var|num_batches_tracked)"  # a batch norm's tensors, as a regex group
 StateDict = dict[str, torch.Tensor]
 
 _CONVERTERS: dict[tuple[str, str], Callable[[StateDict, str], StateDict]] = {}
@@ -39,11 +40,13 @@ class KeyMap:
     rules: tuple[tuple[str, str | None], ...]
     shift: tuple[tuple[str, int], ...] = ()
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_compiled", tuple((re.compile(p), r) for p, r in self.rules))
+
     def __call__(self, state_dict: StateDict, model_name: str = "") -> StateDict:
-        compiled = [(re.compile(p), r) for p, r in self.rules]
         out: StateDict = {}
         for key, value in state_dict.items():
-            for pattern, repl in compiled:
+            for pattern, repl in self._compiled:
                 m = pattern.fullmatch(key)
                 if m:
                     if repl is not None:

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import re
 
-from . import KeyMap, StateDict, register_converter
+from . import BN, KeyMap, StateDict, register_converter
 
-_BN = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
 
 _TV = KeyMap((
     (r"features\.conv0\.weight", r"stem.conv.conv.weight"),
-    (rf"features\.norm0\.{_BN}", r"stem.conv.bn.\1"),
-    (rf"features\.denseblock(\d+)\.denselayer(\d+)\.norm\.?(\d)\.{_BN}", r"blocks.\1.layers.\2.norm\3.bn.\4"),
+    (rf"features\.norm0\.{BN}", r"stem.conv.bn.\1"),
+    (rf"features\.denseblock(\d+)\.denselayer(\d+)\.norm\.?(\d)\.{BN}", r"blocks.\1.layers.\2.norm\3.bn.\4"),
     (r"features\.denseblock(\d+)\.denselayer(\d+)\.conv\.?(\d)\.weight", r"blocks.\1.layers.\2.conv\3.weight"),
-    (rf"features\.transition(\d+)\.norm\.{_BN}", r"transitions.\1.norm.bn.\2"),
+    (rf"features\.transition(\d+)\.norm\.{BN}", r"transitions.\1.norm.bn.\2"),
     (r"features\.transition(\d+)\.conv\.weight", r"transitions.\1.conv.weight"),
-    (rf"features\.norm5\.{_BN}", r"norm.bn.\1"),
+    (rf"features\.norm5\.{BN}", r"norm.bn.\1"),
     (r"classifier\.(weight|bias)", r"head.fc.\1"),
 ), shift=(("blocks", -1), ("transitions", -1)))
 

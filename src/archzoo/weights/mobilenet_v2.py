@@ -17,9 +17,8 @@ from functools import lru_cache
 
 import torch
 
-from . import KeyMap, StateDict, register_converter
+from . import BN, KeyMap, StateDict, register_converter
 
-_BN = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
 
 
 @lru_cache(maxsize=None)
@@ -64,12 +63,12 @@ def part(block: str, conv: str, bn: str, ours: str) -> tuple[tuple[str, str], ..
     """Rules renaming one conv and its norm of a tagged ``block`` (``ds``/``ir``) to our ``ours``."""
     head = rf"(stages\.\d+\.\d+)\.{block}\."
     return ((head + re.escape(conv) + r"\.weight", rf"\1.{ours}.conv.weight"),
-            (head + re.escape(bn) + rf"\.{_BN}", rf"\1.{ours}.bn.\2"))
+            (head + re.escape(bn) + rf"\.{BN}", rf"\1.{ours}.bn.\2"))
 
 
 def conv_bn(conv: str, bn: str, ours: str) -> tuple[tuple[str, str], ...]:
     """Rules renaming a top-level conv and its norm to our ConvNormAct ``ours``."""
-    return ((re.escape(conv) + r"\.weight", f"{ours}.conv.weight"), (re.escape(bn) + rf"\.{_BN}", rf"{ours}.bn.\1"))
+    return ((re.escape(conv) + r"\.weight", f"{ours}.conv.weight"), (re.escape(bn) + rf"\.{BN}", rf"{ours}.bn.\1"))
 
 
 # torchvision: Conv2dNormActivation is (conv, norm, act) as .0/.1; MobileNetV2's projection is a bare conv + norm

@@ -14,23 +14,22 @@ from __future__ import annotations
 
 import re
 
-from . import register_converter
+from . import BN, register_converter
 
-_BN = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
 
 # inside a cell: (pattern, replacement) applied in order to the key's tail
 _CELL_RULES = (
     (r"comb_iter_(\d)_(left|right)\.separable_(\d)\.depthwise_conv2d\.weight", r"blocks.\1.\2.sep\3.depthwise.weight"),
     (r"comb_iter_(\d)_(left|right)\.separable_(\d)\.pointwise_conv2d\.weight", r"blocks.\1.\2.sep\3.pointwise.weight"),
-    (rf"comb_iter_(\d)_(left|right)\.bn_sep_(\d)\.{_BN}", r"blocks.\1.\2.bn\3.\4"),
+    (rf"comb_iter_(\d)_(left|right)\.bn_sep_(\d)\.{BN}", r"blocks.\1.\2.bn\3.\4"),
     (r"comb_iter_(\d)_(left|right)\.conv\.weight", r"blocks.\1.\2.conv.weight"),  # pool or identity projections
-    (rf"comb_iter_(\d)_(left|right)\.bn\.{_BN}", r"blocks.\1.\2.bn.\3"),
+    (rf"comb_iter_(\d)_(left|right)\.bn\.{BN}", r"blocks.\1.\2.bn.\3"),
     (r"(?:conv_prev_1x1\.)?path_(\d)\.conv\.weight", r"adapt_prev.conv\1.weight"),  # factorized reduction
-    (rf"(?:conv_prev_1x1\.)?final_path_bn\.{_BN}", r"adapt_prev.bn.\1"),
+    (rf"(?:conv_prev_1x1\.)?final_path_bn\.{BN}", r"adapt_prev.bn.\1"),
     (r"conv_prev_1x1\.conv\.weight", r"adapt_prev.conv.weight"),
-    (rf"conv_prev_1x1\.bn\.{_BN}", r"adapt_prev.bn.\1"),
+    (rf"conv_prev_1x1\.bn\.{BN}", r"adapt_prev.bn.\1"),
     (r"conv_1x1\.conv\.weight", r"adapt_cur.conv.weight"),
-    (rf"conv_1x1\.bn\.{_BN}", r"adapt_cur.bn.\1"),
+    (rf"conv_1x1\.bn\.{BN}", r"adapt_cur.bn.\1"),
 )
 _COMPILED = [(re.compile(p), r) for p, r in _CELL_RULES]
 

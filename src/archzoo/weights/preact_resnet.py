@@ -5,16 +5,15 @@ timm keeps blocks under ``stages.N.blocks.M`` and its norm layers fuse the activ
 convolution; ours is a linear layer, so its weight loses the two trailing unit dimensions.
 """
 
-from . import KeyMap, register_converter
+from . import BN, KeyMap, register_converter
 
-_BN = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
 
 _KEYS = KeyMap((
     (r"stem\.conv\.weight", r"stem.conv.weight"),
     (r"stages\.(\d)\.blocks\.(\d+)\.downsample\.conv\.weight", r"stages.\1.\2.shortcut.conv.weight"),
-    (rf"stages\.(\d)\.blocks\.(\d+)\.norm(\d)\.{_BN}", r"stages.\1.\2.norm\3.bn.\4"),
+    (rf"stages\.(\d)\.blocks\.(\d+)\.norm(\d)\.{BN}", r"stages.\1.\2.norm\3.bn.\4"),
     (r"stages\.(\d)\.blocks\.(\d+)\.conv(\d)\.weight", r"stages.\1.\2.conv\3.weight"),
-    (rf"norm\.{_BN}", r"norm.bn.\1"),
+    (rf"norm\.{BN}", r"norm.bn.\1"),
     (r"head\.fc\.(weight|bias)", r"head.fc.\1"),
 ))
 

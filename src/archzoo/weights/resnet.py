@@ -5,23 +5,22 @@ norm as ``conv1.conv``/``conv1.bn``. timm's ``legacy_senet154`` names the stem `
 classifier ``last_linear``.
 """
 
-from . import KeyMap, register_converter
+from . import BN, KeyMap, register_converter
 
-_BN = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
 
 _COMMON = (
     (r"conv1\.weight", r"stem.conv.conv.weight"),
-    (rf"bn1\.{_BN}", r"stem.conv.bn.\1"),
+    (rf"bn1\.{BN}", r"stem.conv.bn.\1"),
     (r"layer(\d)\.(\d+)\.conv(\d)\.weight", r"stages.\1.\2.conv\3.conv.weight"),
-    (rf"layer(\d)\.(\d+)\.bn(\d)\.{_BN}", r"stages.\1.\2.conv\3.bn.\4"),
+    (rf"layer(\d)\.(\d+)\.bn(\d)\.{BN}", r"stages.\1.\2.conv\3.bn.\4"),
     (r"layer(\d)\.(\d+)\.downsample\.0\.weight", r"stages.\1.\2.shortcut.conv.weight"),
-    (rf"layer(\d)\.(\d+)\.downsample\.1\.{_BN}", r"stages.\1.\2.shortcut.bn.\3"),
+    (rf"layer(\d)\.(\d+)\.downsample\.1\.{BN}", r"stages.\1.\2.shortcut.bn.\3"),
     (r"fc\.(weight|bias)", r"head.fc.\1"),
 )
 _SE = ((r"layer(\d)\.(\d+)\.se\.(fc\d)\.(weight|bias)", r"stages.\1.\2.se.\3.\4"),)
 _LEGACY_SENET = (
     (r"layer0\.conv(\d)\.weight", r"stem.conv\1.conv.weight"),
-    (rf"layer0\.bn(\d)\.{_BN}", r"stem.conv\1.bn.\2"),
+    (rf"layer0\.bn(\d)\.{BN}", r"stem.conv\1.bn.\2"),
     (r"layer(\d)\.(\d+)\.se_module\.(fc\d)\.(weight|bias)", r"stages.\1.\2.se.\3.\4"),
     (r"last_linear\.(weight|bias)", r"head.fc.\1"),
 )

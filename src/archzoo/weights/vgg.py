@@ -4,9 +4,8 @@ generated from the variant's configuration."""
 
 from __future__ import annotations
 
-from . import KeyMap, StateDict, register_converter
+from . import BN, KeyMap, StateDict, register_converter
 
-_BN = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
 
 
 def _layout(name: str) -> tuple[list[tuple[int, str, bool]], list[str]]:
@@ -32,7 +31,7 @@ def _keymap(name: str) -> KeyMap:
     for i, ours, batch_norm in _layout(name)[0]:
         rules.append((rf"features\.{i}\.(weight|bias)", rf"{ours}.conv.\1"))
         if batch_norm:
-            rules.append((rf"features\.{i + 1}\.{_BN}", rf"{ours}.bn.\1"))
+            rules.append((rf"features\.{i + 1}\.{BN}", rf"{ours}.bn.\1"))
     rules += [
         (r"classifier\.0\.(weight|bias)", r"head.pre_logits.fc1.\1"),
         (r"classifier\.3\.(weight|bias)", r"head.pre_logits.fc2.\1"),
