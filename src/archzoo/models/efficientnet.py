@@ -6,21 +6,15 @@ squeeze-excitation, MnasNet 2018 — and swish activations, trained with stochas
 bigger networks scale width by ``beta^phi``, depth by ``alpha^phi`` and resolution by
 ``gamma^phi`` together. B0 is written below as block strings (the paper's Table 1); B1-B7 are
 *generated* from it: every width is multiplied and rounded to a multiple of 8 (never down by
-more than 10%), every stage's repeats multiplied and rounded up.
+more than 10%), every stage's repeats multiplied and rounded up. The network itself is
+MobileNetV2's block-string network (:class:`~archzoo.models.mobilenet_v2.MobileNet`) with swish,
+a head that scales with the width, and stochastic depth.
 """
 
 from __future__ import annotations
 
-from functools import partial
-
-import torch
-import torch.nn as nn
-
-from ..blockstring import ACTIVATIONS, parse_stages
-from ..features import FeatureInfo
-from ..layers import ConvNormAct, build_stages, round_channels, scale_stages, stage_features
 from ..registry import family_card, register_variants
-from .base import Classifier, init_weights
+from .mobilenet_v2 import MobileNet
 
 # Table 1 of the paper: MBConv1 (no expansion) is the ds row; SE of 1/4 of each block's input width
 EFFICIENTNET_B0 = (
@@ -32,51 +26,6 @@ EFFICIENTNET_B0 = (
     ("ir_r4_k5_s2_e6_c192_se0.25",),
     ("ir_r1_k3_s1_e6_c320_se0.25",),
 )
-
-
-class EfficientNet(Classifier):
-    """Stem 3x3/2 -> scaled B0 stages -> 1x1 head conv -> global average pool -> dropout -> linear.
-
-    Args:
-        arch: the baseline stage list (block strings); default: B0.
-        width_mult, depth_mult: compound-scaling multipliers for channels and repeats.
-        stem_chs, head_chs: unscaled widths of the stem and head convolutions.
-        act: activation name (``silu``, i.e. swish).
-        bn_eps, bn_momentum: batch-norm settings (PyTorch's momentum convention).
-        drop_rate: dropout before the classifier; drop_path_rate: stochastic depth of the last
-            block (block ``i`` of ``n`` drops with ``drop_path_rate * i / n``).
-    """
-
-    def __init__(
-        self,
-        arch=EFFICIENTNET_B0,
-        width_mult: float = 1.0,
-        depth_mult: float = 1.0,
-        stem_chs: int = 32,
-        head_chs: int = 1280,
-        act: str = "silu",
-        bn_eps: float = 1e-5,
-        bn_momentum: float = 0.1,
-        num_classes: int = 1000,
-        in_chans: int = 3,
-        drop_rate: float = 0.2,
-        drop_path_rate: float = 0.2,
-    ):
-        super().__init__()
-        act_layer = ACTIVATIONS[act]
-        norm_layer = partial(nn.BatchNorm2d, eps=bn_eps, momentum=bn_momentum)
-        self.stage_specs = scale_stages(parse_stages(arch), width_mult, depth_mult)
-        stem_chs = round_channels(stem_chs, width_mult)
-        head_chs = round_channels(head_chs, width_mult)
-        self.stem = ConvNormAct(in_chans, stem_chs, 3, stride=2, norm_layer=norm_layer, act_layer=act_layer)
-        self.stages, info = build_stages(self.stage_specs, stem_chs, act_layer, norm_layer, drop_path_rate, in_stride=2)
-        self.conv_head = ConvNormAct(info[-1]["channels"], head_chs, 1, norm_layer=norm_layer, act_layer=act_layer)
-        self.feature_info = FeatureInfo(stage_features(info))
-        self.init_head(head_chs, num_classes, drop_rate)
-        init_weights(self)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv_head(self.stages(self.stem(x)))
 
 
 # --- variants ---------------------------------------------------------------------------------
@@ -117,7 +66,8 @@ def _variant(key: str):
              f"{_TV_EVAL[key]}. Batch norm eps {bn.get('bn_eps', 1e-5):g}, momentum {bn.get('bn_momentum', 0.1):g} "
              f"as torchvision's weights need.")
     return card(f"efficientnet_{key}", reference=f"torchvision:efficientnet_{key}", input_size=(3, resolution, resolution),
-                notes=notes, kwargs=dict(width_mult=width, depth_mult=depth, drop_rate=dropout, **bn))
+                notes=notes, kwargs=dict(arch=EFFICIENTNET_B0, width_mult=width, depth_mult=depth, keep_head_width=False,
+                                         act="silu", drop_rate=dropout, drop_path_rate=0.2, **bn))
 
 
-register_variants(EfficientNet, [_variant(key) for key in EFFICIENTNET_VARIANTS])
+register_variants(MobileNet, [_variant(key) for key in EFFICIENTNET_VARIANTS])

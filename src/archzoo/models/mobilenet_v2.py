@@ -10,7 +10,10 @@ strings; a width multiplier scales every layer except the 1280-wide head, which 
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
+import torch.nn as nn
 
 from ..blockstring import ACTIVATIONS, parse_stages
 from ..features import FeatureInfo
@@ -30,25 +33,36 @@ MOBILENET_V2 = (
 )
 
 
-class MobileNetV2(Classifier):
+class MobileNet(Classifier):
     """Stem 3x3/2 -> stages of block strings -> 1x1 head conv -> global average pool -> dropout -> linear.
 
+    The network every block-string family is: MobileNetV2 here, and EfficientNet (which adds SE,
+    swish and compound scaling through the same arguments).
+
     Args:
-        arch: stage list of block strings (see :mod:`archzoo.blockstring`); default: the paper's.
-        width_mult: width multiplier for every layer (channels rounded to multiples of 8); the
-            head is ``1280 * max(1, width_mult)``.
+        arch: stage list of block strings (see :mod:`archzoo.blockstring`); default: MobileNetV2's.
+        width_mult, depth_mult: multipliers for every width (rounded to multiples of 8) and every
+            stage's repeats (rounded up).
         stem_chs, head_chs: unscaled widths of the stem and head convolutions.
-        act: activation name (``relu6`` in the paper).
-        drop_rate: dropout before the classifier; drop_path_rate: stochastic depth (0 in the paper).
+        keep_head_width: the head is never narrower than ``head_chs`` (MobileNetV2: ``1280 *
+            max(1, width_mult)``); otherwise it scales like every other layer (EfficientNet).
+        act: activation name (``relu6`` in MobileNetV2, ``silu`` in EfficientNet).
+        bn_eps, bn_momentum: batch-norm settings (PyTorch's momentum convention).
+        drop_rate: dropout before the classifier; drop_path_rate: stochastic depth of the last
+            block (block ``i`` of ``n`` drops with ``drop_path_rate * i / n``).
     """
 
     def __init__(
         self,
         arch=MOBILENET_V2,
         width_mult: float = 1.0,
+        depth_mult: float = 1.0,
         stem_chs: int = 32,
         head_chs: int = 1280,
+        keep_head_width: bool = True,
         act: str = "relu6",
+        bn_eps: float = 1e-5,
+        bn_momentum: float = 0.1,
         num_classes: int = 1000,
         in_chans: int = 3,
         drop_rate: float = 0.2,
@@ -56,12 +70,13 @@ class MobileNetV2(Classifier):
     ):
         super().__init__()
         act_layer = ACTIVATIONS[act]
-        self.stage_specs = scale_stages(parse_stages(arch), width_mult)
+        norm_layer = partial(nn.BatchNorm2d, eps=bn_eps, momentum=bn_momentum)
+        self.stage_specs = scale_stages(parse_stages(arch), width_mult, depth_mult)
         stem_chs = round_channels(stem_chs, width_mult)
-        head_chs = round_channels(head_chs, max(1.0, width_mult))
-        self.stem = ConvNormAct(in_chans, stem_chs, 3, stride=2, act_layer=act_layer)
-        self.stages, info = build_stages(self.stage_specs, stem_chs, act_layer, drop_path_rate=drop_path_rate, in_stride=2)
-        self.conv_head = ConvNormAct(info[-1]["channels"], head_chs, 1, act_layer=act_layer)
+        head_chs = round_channels(head_chs, max(1.0, width_mult) if keep_head_width else width_mult)
+        self.stem = ConvNormAct(in_chans, stem_chs, 3, stride=2, norm_layer=norm_layer, act_layer=act_layer)
+        self.stages, info = build_stages(self.stage_specs, stem_chs, act_layer, norm_layer, drop_path_rate, in_stride=2)
+        self.conv_head = ConvNormAct(info[-1]["channels"], head_chs, 1, norm_layer=norm_layer, act_layer=act_layer)
         self.feature_info = FeatureInfo(stage_features(info))
         self.init_head(head_chs, num_classes, drop_rate)
         init_weights(self)
@@ -82,7 +97,7 @@ card = family_card(
 )
 _TIMM_NOTE = "Same layout as timm's mobilenetv2_{}; timm evaluates it with bicubic resizing at crop 0.875."
 
-register_variants(MobileNetV2, [
+register_variants(MobileNet, [
     card("mobilenet_v2", reference="torchvision:mobilenet_v2", kwargs=dict(width_mult=1.0),
          notes="Width 1.0. Converts from torchvision's mobilenet_v2 and from timm's mobilenetv2_100 (same "
                "network, tested against both). torchvision evaluates it at crop 224 after resize 256."),
