@@ -52,7 +52,8 @@ class FeatureExtractor(nn.Module):
 
     Works for every model without model-specific code: forward hooks on the modules named in
     ``feature_info`` capture the maps while ``forward_features`` runs, and the pass stops right
-    after the deepest requested map. The classifier head is removed.
+    after the deepest requested map. The wrapper takes the model over: its classifier head is
+    removed in place (``reset_classifier(0)``), so wrap a copy to keep using the classifier.
     """
 
     def __init__(self, model: nn.Module, out_indices: Sequence[int] | None = None):
