@@ -12,6 +12,7 @@ from .checkpoint import load_tensors, save_tensors
 def save_model(model: nn.Module, path: str | os.PathLike, **meta) -> None:
     """Write ``model``'s weights and what is needed to rebuild it (name, arguments, card input
     size and normalisation, plus any ``meta`` such as ``class_names``) atomically to ``path``."""
+    from . import __version__
     from .features import FeatureExtractor
 
     extra = {}
@@ -32,6 +33,7 @@ def save_model(model: nn.Module, path: str | os.PathLike, **meta) -> None:
         "input_size": list(card.input_size),
         "mean": list(card.mean),
         "std": list(card.std),
+        "archzoo_version": __version__,
         **meta,
     }
     save_tensors(path, model.state_dict(), info)

@@ -197,7 +197,7 @@ _R50, _R101, _R152 = (3, 4, 6, 3), (3, 4, 23, 3), (3, 8, 36, 3)
 
 
 def _cifar(n: int) -> dict:
-    return dict(block="basic", layers=(n, n, n), planes=(16, 32, 64), stem="3x3", stem_width=16, stem_pool=None, shortcut="A", num_classes=10)
+    return dict(block="basic", layers=(n, n, n), planes=(16, 32, 64), stem="3x3", stem_width=16, stem_pool=None, shortcut="A")
 
 
 register_variants(ResNet, [
