@@ -431,6 +431,20 @@ def test_image_folder_bad_class_folders(tmp_path):
         assert load_dataset(root, skip_bad=True).class_names == ["cat", "dog"]
 
 
+def test_image_folder_drops_a_class_whose_every_file_is_unreadable(tmp_path):
+    root = _good_tree(tmp_path / "tree")
+    (root / "ant").mkdir()
+    (root / "ant" / "0.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(ValueError, match="0.jpg"):
+        load_dataset(root, val_split=0)
+    with pytest.warns(UserWarning, match="skipped 2 bad"):
+        s = load_dataset(root, skip_bad=True, val_split=0)
+    plain = load_dataset(_good_tree(tmp_path / "plain"), val_split=0).train
+    assert s.class_names == ["cat", "dog"]  # no class is left without an image
+    assert torch.equal(s.train.labels, plain.labels)
+    assert [b[0] for b in s.bad_files] == [str(root / "ant" / "0.jpg"), str(root / "ant")]
+
+
 def test_image_folder_ignores_hidden_and_other_files(tmp_path):
     root = _good_tree(tmp_path / "tree")
     (root / "cat" / ".DS_Store").write_bytes(b"\0\1")

@@ -59,6 +59,14 @@ def test_default_lr_follows_linear_scaling():
     assert TrainConfig(opt="adamw").resolved().weight_decay == 0.05
 
 
+def test_recipe_rejects_unknown_choices_by_name():
+    with pytest.raises(ValueError, match="compile_mode must be one of default, reduce-overhead"):
+        TrainConfig(compile_mode="fastest")
+    with pytest.raises(ValueError, match="sched must be one of"):
+        TrainConfig(sched="linear")
+    assert TrainConfig.from_dict({"epochs": 3}).compile_mode == "default"  # recipes saved before the option
+
+
 def test_no_weight_decay_on_norms_and_biases_and_backbone_lr_scale():
     model = archzoo.create_model("resnet20")
     groups = param_groups(model, 5e-4, backbone_lr_scale=0.1)

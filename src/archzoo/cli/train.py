@@ -24,7 +24,7 @@ def _defaults():
 
 def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
     """The :class:`~archzoo.engine.config.TrainConfig` options, shared by ``train`` and benchmarks."""
-    from ..engine.config import AUGMENTS, FREEZE, OPTIMIZERS, SCHEDULES
+    from ..engine.config import AUGMENTS, COMPILE_MODES, FREEZE, OPTIMIZERS, SCHEDULES
 
     d = _defaults()
     B = argparse.BooleanOptionalAction
@@ -54,6 +54,8 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--amp", action=B, default=S, help="bf16 autocast (default: on for CUDA)")
     g.add_argument("--channels-last", action=B, default=S, help="channels_last memory format (default: on for CUDA)")
     g.add_argument("--compile", action=B, default=S, help="torch.compile the model (default off)")
+    g.add_argument("--compile-mode", choices=COMPILE_MODES, default=S,
+                   help="torch.compile mode; reduce-overhead adds CUDA graphs for small, launch-bound models (default: default)")
     g.add_argument("--seed", type=int, default=S, help="random seed (default 0)")
     g.add_argument("--deterministic", action=B, default=S, help="bit-for-bit repeatable training (default off)")
     g.add_argument("--freeze", choices=FREEZE, default=S, help="'backbone': train the classifier only (default none)")

@@ -313,6 +313,21 @@ def _decode_all(files: list[str], skip_bad: bool, image_size: int | None, bad: l
     return keep, images, grey
 
 
+def _drop_unreadable_classes(root: Path, classes: list[str], labels: torch.Tensor, bad: list):
+    """With ``skip_bad``, a class whose every file was skipped is dropped like an empty class
+    folder (and listed in ``bad``), so no class stays in the list without a single image."""
+    counts = torch.bincount(labels, minlength=len(classes)).tolist()
+    kept = [i for i, n in enumerate(counts) if n]
+    if len(kept) == len(classes):
+        return classes, labels
+    for i, n in enumerate(counts):
+        if not n:
+            bad.append((str(root / classes[i]), "class folder has no readable image"))
+    remap = torch.full((len(classes),), -1, dtype=torch.int64)
+    remap[kept] = torch.arange(len(kept))
+    return [classes[i] for i in kept], remap[labels]
+
+
 def load_image_folder(root: Path, subset: str = "train", *, skip_bad: bool = False, image_size: int | None = None,
                       cache: bool | None = None) -> tuple[ImageDataset, list[tuple[str, str]]]:
     """Read an ImageFolder tree (see the module docstring); returns the dataset and the bad files."""
@@ -330,6 +345,7 @@ def load_image_folder(root: Path, subset: str = "train", *, skip_bad: bool = Fal
     if not keep:
         raise ValueError(f"{root}: none of the image files could be read (first: {bad[0][0]}: {bad[0][1]})")
     labels_t = torch.as_tensor([labels[i] for i in keep], dtype=torch.int64)
+    classes, labels_t = _drop_unreadable_classes(root, classes, labels_t, bad)
     if images is None:
         decoder = ImageDecoder(1 if grey else 3, image_size)
         return ImageDataset(classes, labels_t, files=[files[i] for i in keep], decode=decoder), bad

@@ -136,8 +136,8 @@ class Trainer:
         self.eval_model = self.ema.module if self.ema is not None else self.model
         self._eval_forward = self.eval_model
         if cfg.compile:
-            self.train_model = torch.compile(self.train_model)
-            self._eval_forward = torch.compile(self.eval_model)
+            self.train_model = torch.compile(self.train_model, mode=cfg.compile_mode)
+            self._eval_forward = torch.compile(self.eval_model, mode=cfg.compile_mode)
         self.out = Path(out) if out is not None else None
         self.progress = Progress(log)
         self.runlog = RunLog(self.out, tensorboard=tensorboard)
