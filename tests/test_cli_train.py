@@ -129,7 +129,7 @@ def test_shipped_weight_tags(run_dir, tmp_path, monkeypatch, capsys):
     ref, _ = archzoo.load_model(run_dir / "best.safetensors")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), ref.state_dict().values()))
     assert main(["eval", "resnet20.nosuchtag", "--data", "digits"]) == 2
-    assert "shipped tags: digits8" in capsys.readouterr().err
+    assert "shipped tags: cifar10, digits8" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "missing.safetensors"), "--data", "digits"]) == 2
     assert "does not exist" in capsys.readouterr().err
 
