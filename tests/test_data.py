@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision.transforms import v2
 
 from archzoo.data import ImageDataset, build_transform, folder, load_dataset, stratified_split
 from archzoo.data.gpu import BatchAugment
@@ -94,6 +95,30 @@ def test_build_transform_channel_mismatch():
     torch.testing.assert_close(to_grey(rgb), (grey.float() / 255 - 0.5) / 0.5, atol=1 / 255 / 0.5, rtol=0)
     for aug in ("basic", "randaugment", "trivialaugment"):
         assert build_transform(True, 32, (0.5,), (0.5,), augment=aug, color_jitter=0.2)(grey).shape == (1, 32, 32)
+
+
+def test_random_erasing_blanks_one_box_per_chosen_image():
+    images = torch.full((2000, 3, 32, 32), 128, dtype=torch.uint8)
+    mean, std = (0.5,) * 3, (0.25,) * 3
+    plain = (128 / 255 - 0.5) / 0.25
+    g = torch.Generator().manual_seed(0)
+    out = BatchAugment(32, mean, std, pad=0, flip=False, erase=0.5, generator=g)(images)
+    changed = (out - plain).abs().amax(1) > 1e-6  # [B, H, W]: where noise replaced the pixels
+    hit = changed.flatten(1).any(1)
+    assert 0.45 < hit.float().mean() < 0.55  # about half of the images
+    for m in changed[hit][:200]:
+        rows, cols = m.any(1).nonzero().flatten(), m.any(0).nonzero().flatten()
+        box = torch.zeros_like(m)
+        box[rows.min():rows.max() + 1, cols.min():cols.max() + 1] = True
+        assert torch.equal(m, box)  # one filled rectangle
+        assert 0.015 <= m.float().mean() <= 0.36  # area fraction U(0.02, 1/3), rounded to pixels
+    evaluated = BatchAugment(32, mean, std, erase=1.0, train=False)(images[:4])
+    assert (evaluated - plain).abs().max() < 1e-6  # never in evaluation
+    with pytest.raises(ValueError, match="erase is a probability"):
+        BatchAugment(32, mean, std, erase=1.5)
+    tf = build_transform(True, 32, mean, std, erase=1.0)
+    assert isinstance(tf.transforms[-1], v2.RandomErasing)
+    assert not any(isinstance(t, v2.RandomErasing) for t in build_transform(False, 32, mean, std, erase=1.0).transforms)
 
 
 def test_batch_augment_matches_per_sample_semantics():

@@ -63,6 +63,8 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--augment", choices=AUGMENTS, default=S, help="training augmentation (default basic: crop and flip)")
     g.add_argument("--pad", type=int, default=S, help=f"padding of the random crop of small images (default {d['pad']})")
     g.add_argument("--flip", action=B, default=S, help="random horizontal flips (default on)")
+    g.add_argument("--erase", type=float, default=S,
+                   help="random erasing: probability of blanking a random box of each training image with noise (default 0)")
     g.add_argument("--workers", type=int, default=S, help="DataLoader processes for data not held in memory")
     g.add_argument("--fast-path", action=B, default=S, help="augment in-memory data on the device in batches (default on)")
     g.add_argument("--eval-every", type=int, default=S, help="validate every N epochs (default 1)")

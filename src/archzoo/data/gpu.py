@@ -41,6 +41,7 @@ class BatchAugment(nn.Module):
         scale: tuple[float, float] | None = None,
         ratio: tuple[float, float] = (3 / 4, 4 / 3),
         generator: torch.Generator | None = None,
+        erase: float = 0.0,
     ) -> None:
         super().__init__()
         if len(mean) != len(std):
@@ -50,6 +51,9 @@ class BatchAugment(nn.Module):
         self.train(train)  # ``aug.train()`` / ``aug.eval()`` switch modes like any module
         self.in_chans = in_chans or len(mean)
         self.scale, self.ratio, self.generator = scale, ratio, generator
+        if not 0.0 <= erase <= 1.0:
+            raise ValueError(f"erase is a probability in [0, 1], got {erase}")
+        self.erase = float(erase)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255, persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255, persistent=False)
 
@@ -110,6 +114,26 @@ class BatchAugment(nn.Module):
         grid = F.affine_grid(theta, [b, x.shape[1], self.size, self.size], align_corners=False)
         return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
 
+    def _random_erase(self, x: torch.Tensor) -> torch.Tensor:
+        """Random erasing (Zhong et al. 2017, arXiv:1708.04896), on normalised images: with
+        probability ``erase`` per image, a box of area fraction U(0.02, 1/3) and log-uniform aspect
+        in (0.3, 3.3), placed uniformly, is filled with standard-normal noise."""
+        b, _, h, w = x.shape
+        dev = x.device
+        area = (0.02 + (1 / 3 - 0.02) * self._rand(b, dev)) * h * w
+        aspect = (math.log(0.3) + (math.log(3.3) - math.log(0.3)) * self._rand(b, dev)).exp()
+        bh = (area * aspect).sqrt().round().clamp(1, h)
+        bw = (area / aspect).sqrt().round().clamp(1, w)
+        top = (self._rand(b, dev) * (h - bh + 1)).floor()
+        left = (self._rand(b, dev) * (w - bw + 1)).floor()
+        on = self._rand(b, dev) < self.erase
+        rows = torch.arange(h, device=dev).view(1, h, 1)
+        cols = torch.arange(w, device=dev).view(1, 1, w)
+        box = ((rows >= top.view(b, 1, 1)) & (rows < (top + bh).view(b, 1, 1))
+               & (cols >= left.view(b, 1, 1)) & (cols < (left + bw).view(b, 1, 1)) & on.view(b, 1, 1))
+        noise = torch.randn(x.shape, device=dev, generator=self.generator)
+        return torch.where(box.unsqueeze(1), noise, x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4:
             raise ValueError(f"BatchAugment takes [B, C, H, W] batches, got shape {tuple(x.shape)}")
@@ -122,8 +146,10 @@ class BatchAugment(nn.Module):
                 x = self._pad_crop_flip(x)
         # (x / 255 - mean) / std as one multiply-add: buffers hold 255 * mean and 255 * std
         scale, shift = (1 / self.std).to(x.device), (-self.mean / self.std).to(x.device)
-        return torch.addcmul(shift, x.float(), scale)
+        x = torch.addcmul(shift, x.float(), scale)
+        return self._random_erase(x) if self.training and self.erase > 0 else x
 
     def extra_repr(self) -> str:
         mode = f"scale={self.scale}" if self.scale else f"pad={self.pad}"
-        return f"size={self.size}, {mode}, flip={self.flip}, train={self.training}, in_chans={self.in_chans}"
+        return (f"size={self.size}, {mode}, flip={self.flip}, erase={self.erase}, train={self.training}, "
+                f"in_chans={self.in_chans}")

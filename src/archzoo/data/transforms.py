@@ -66,6 +66,7 @@ def build_transform(
     flip: bool = True,
     scale: tuple[float, float] = (0.08, 1.0),
     crop_pct: float = 0.875,
+    erase: float = 0.0,
 ) -> v2.Compose:
     """The per-sample transform for training (``train=True``) or evaluation; see the module doc."""
     if augment not in AUGMENTS:
@@ -94,4 +95,6 @@ def build_transform(
         if color_jitter > 0:
             ops.append(v2.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter))
     ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+    if train and augment != "none" and erase > 0:  # random erasing, as BatchAugment does it
+        ops.append(v2.RandomErasing(p=erase, scale=(0.02, 1 / 3), ratio=(0.3, 3.3), value="random"))
     return v2.Compose(ops)

@@ -52,6 +52,7 @@ class TrainConfig:
     augment: str = "basic"
     pad: int = 4  # pad-and-crop of small images (<= 64 px)
     flip: bool = True  # random horizontal flips (off for digits and text)
+    erase: float = 0.0  # random-erasing probability per training image (Zhong et al. 2017); 0 = off
     workers: int | None = None  # DataLoader processes (default: min(8, CPUs - 1)); unused on the fast path
     fast_path: bool = True  # keep in-memory uint8 images on the device and augment whole batches there
     eval_every: int = 1
@@ -64,6 +65,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be at least 1")
+        if not 0.0 <= self.erase <= 1.0:
+            raise ValueError(f"erase is a probability in [0, 1], got {self.erase}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema decay must be in [0, 1), got {self.ema}")
         self.milestones = list(self.milestones)

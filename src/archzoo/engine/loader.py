@@ -135,9 +135,10 @@ def make_batches(ds, device, batch_size: int, *, train: bool, cfg, input_size: i
     if cfg.fast_path and getattr(ds, "images", None) is not None and augment in ("basic", "none"):
         aug = BatchAugment(input_size, mean, std, pad=cfg.pad if small else 0, flip=cfg.flip,
                            train=train and augment == "basic", in_chans=in_chans,
-                           scale=None if small else (0.08, 1.0))
+                           scale=None if small else (0.08, 1.0), erase=cfg.erase if train else 0.0)
         return DeviceBatches(ds, device, batch_size, aug, train=train, seed=cfg.seed, channels_last=channels_last)
-    tf = build_transform(train, input_size, mean, std, augment=augment, in_chans=in_chans, pad=cfg.pad, flip=cfg.flip)
+    tf = build_transform(train, input_size, mean, std, augment=augment, in_chans=in_chans, pad=cfg.pad, flip=cfg.flip,
+                         erase=cfg.erase)
     workers = cfg.workers if cfg.workers is not None else min(8, max((os.cpu_count() or 1) - 1, 0))
     return LoaderBatches(ds, device, batch_size, tf, train=train, seed=cfg.seed, workers=workers,
                          channels_last=channels_last, collate_fn=collate_fn)
