@@ -13,6 +13,7 @@ import archzoo
 from archzoo.checkpoint import load_tensors
 from archzoo.data import load_dataset
 from archzoo.engine import ClassificationTask, TrainConfig, Trainer, TrainingDiverged, train
+from archzoo.engine.task import Distilled
 from archzoo.engine.ema import ModelEMA
 from archzoo.engine.mix import mix_batch
 from archzoo.engine.optim import Schedule, param_groups
@@ -163,6 +164,45 @@ def test_run_folder_and_checkpoint_rebuild(tmp_path):
     val = val.subset(torch.sort(torch.randperm(len(val), generator=torch.Generator().manual_seed(4))[:64]).values)
     m = evaluate_model(model, val, input_size=8, mean=meta["mean"], std=meta["std"], class_names=meta["class_names"])
     assert m["accuracy"] == pytest.approx(s["val_accuracy"]) and m["count"] == 64
+
+
+def test_distillation_loss_is_weighted_hard_loss_plus_tempered_kl():
+    g = torch.Generator().manual_seed(0)
+    student, teacher = torch.randn(6, 5, generator=g), torch.randn(6, 5, generator=g)
+    y = torch.tensor([0, 1, 2, 3, 4, 0])
+    task = ClassificationTask(5, label_smoothing=0.1, distill=0.3, temperature=2.0)
+    ce = nn.functional.cross_entropy(student, y, label_smoothing=0.1)
+    p_t = torch.softmax(teacher / 2, -1)
+    kl = (p_t * (p_t.log() - torch.log_softmax(student / 2, -1))).sum(-1).mean()
+    torch.testing.assert_close(task.loss(student, Distilled(y, teacher)), 0.7 * ce + 0.3 * 4 * kl)
+    torch.testing.assert_close(task.loss(student, Distilled(y, student.clone())), 0.7 * ce)  # agreeing: no soft loss
+    # the teacher sees the training batch; the meter counts against the labels
+    task.teacher = nn.Sequential(nn.Flatten(), nn.Linear(12, 5))
+    x = torch.randn(6, 3, 2, 2, generator=g)
+    _, target = task.train_batch(x, y)
+    assert isinstance(target, Distilled) and torch.equal(target.targets, y)
+    torch.testing.assert_close(target.teacher_logits, task.teacher(x))
+    meter = task.meter(torch.device("cpu"), train=True)
+    task.update(meter, student, target, task.loss(student, target))
+    assert meter.compute()["accuracy"] == pytest.approx((student.argmax(-1) == y).float().mean().item())
+
+
+def test_distillation_run_resumes_with_its_teacher_and_refuses_other_classes(tmp_path):
+    teacher_run = tmp_path / "teacher"
+    train("resnet20", "digits", epochs=1, out=teacher_run, **TINY)
+    student = tmp_path / "student"
+    s = train("resnet20", "digits", epochs=1, out=student, teacher=teacher_run / "last.safetensors", **TINY)
+    assert s["recipe"]["distill"] == 0.5 and s["recipe"]["distill_temperature"] == 4.0
+    _, meta = archzoo.load_model(student / "last.safetensors")
+    assert meta["run"]["teacher"] == str(teacher_run / "last.safetensors")
+    again = train(resume=student, epochs=2, log="quiet")
+    assert len(again["history"]) == 2 and again["recipe"]["distill"] == 0.5
+    with pytest.raises(ValueError, match="needs a teacher"):
+        train("resnet20", "digits", epochs=1, distill=0.5, **TINY)
+    stranger = tmp_path / "stranger.safetensors"
+    archzoo.save_model(archzoo.create_model("resnet20", in_chans=1), stranger, class_names=list("abcdefghij"))
+    with pytest.raises(ValueError, match="was trained on classes"):
+        train("resnet20", "digits", epochs=1, teacher=stranger, **TINY)
 
 
 def test_learns_digits(digits8):

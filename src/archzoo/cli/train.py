@@ -49,6 +49,9 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mix-prob", type=float, default=S, help="probability of mixing a batch (default 1)")
     g.add_argument("--ema", type=float, nargs="?", const=0.999, default=S,
                    help="keep (and evaluate) an EMA of the weights with this decay (bare flag: 0.999)")
+    g.add_argument("--distill", type=float, default=S,
+                   help="weight of the distillation loss with --teacher, 0..1 (default 0.5 with a teacher)")
+    g.add_argument("--distill-temperature", type=float, default=S, help="distillation softmax temperature (default 4)")
     g.add_argument("--clip-grad", type=float, default=S, help="clip the global gradient norm to this value")
     g.add_argument("--aux-weight", type=float, default=S, help="weight of auxiliary-classifier losses (default 0.3)")
     g.add_argument("--amp", action=B, default=S, help="bf16 autocast (default: on for CUDA)")
@@ -92,6 +95,7 @@ def register(subparsers) -> None:
     data.add_argument("--val-limit", type=int, help="validate on a seeded random subset of this many images")
     m = p.add_argument_group("model and run")
     m.add_argument("--init", help="initial weights: our checkpoint, a torchvision/timm state dict, or <model>.<tag>")
+    m.add_argument("--teacher", help="distil from this trained checkpoint (or <model>.<tag>) of the same classes")
     m.add_argument("--drop-rate", type=float, help="dropout before the classifier")
     m.add_argument("--drop-path-rate", type=float, help="stochastic depth rate")
     m.add_argument("--out", help="run folder (default: runs/<model>, numbered if taken)")
@@ -128,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         summary = train(args.model, args.data, out=out, val_data=args.val_data, resume=args.resume, init=args.init,
                         model_kwargs=model_kwargs or None, val_split=args.val_split, image_size=args.image_size,
                         skip_bad=args.skip_bad, train_limit=args.train_limit, val_limit=args.val_limit, log=log,
-                        tensorboard=args.tensorboard, device=args.device, overwrite=args.overwrite,
+                        tensorboard=args.tensorboard, device=args.device, overwrite=args.overwrite, teacher=args.teacher,
                         **recipe_options(args))
     except TrainingDiverged as e:
         print(f"archzoo train: {e}", file=sys.stderr)

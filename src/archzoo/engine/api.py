@@ -59,11 +59,26 @@ def load_training_data(data, *, val_data=None, val_split: float = 0.1, image_siz
     return _limit(train, train_limit, seed), _limit(val, val_limit, seed + 1), list(names), bad
 
 
+def _load_teacher(teacher, class_names: list[str]) -> nn.Module:
+    """The distillation teacher from a checkpoint or ``model.tag``; its classes must be ours, in order."""
+    from ..hub import load_checkpoint
+
+    model, meta = load_checkpoint(teacher)
+    theirs = meta.get("class_names")
+    if theirs is None:
+        if model.num_classes != len(class_names):
+            raise ValueError(f"teacher {teacher} has {model.num_classes} classes, the data {len(class_names)}")
+    elif list(theirs) != list(class_names):
+        raise ValueError(f"teacher {teacher} was trained on classes {list(theirs)}, the data has {class_names}")
+    return model
+
+
 def train(model: str | nn.Module | None = None, data=None, *, out: str | Path | None = None, val_data=None,
           resume: str | Path | None = None, init: str | Path | None = None, model_kwargs: dict | None = None,
           val_split: float = 0.1, image_size: int | None = None, skip_bad: bool = False,
           train_limit: int | None = None, val_limit: int | None = None, log: str = "bar",
-          tensorboard: bool = False, device: str | None = None, overwrite: bool = False, **options) -> dict:
+          tensorboard: bool = False, device: str | None = None, overwrite: bool = False,
+          teacher: str | Path | None = None, **options) -> dict:
     """Train ``model`` (a registered name, or a module made by :func:`archzoo.create_model`) on
     ``data`` and return the run's summary (metrics per epoch under ``"history"``).
 
@@ -79,6 +94,8 @@ def train(model: str | nn.Module | None = None, data=None, *, out: str | Path | 
         model_kwargs: architecture arguments (``drop_rate``, ``drop_path_rate`` ...).
         image_size: the model input side (default: the data's, for in-memory sets, else the card's).
         train_limit, val_limit: train / validate on a seeded random subset of that many images.
+        teacher: a trained classifier of the same classes (our checkpoint or ``model.tag``) to
+            distil from (Hinton et al. 2015); ``distill`` weighs its loss (default 0.5 with a teacher).
         options: :class:`~archzoo.engine.config.TrainConfig` fields (``epochs``, ``lr``, ``opt``,
             ``sched``, ``ema``, ``mixup`` ...).
     """
@@ -107,12 +124,17 @@ def train(model: str | nn.Module | None = None, data=None, *, out: str | Path | 
         val_split, image_size, skip_bad = d.get("val_split", val_split), d.get("image_size", image_size), d.get("skip_bad", skip_bad)
         train_limit, val_limit = d.get("train_limit", train_limit), d.get("val_limit", val_limit)
         val_data = val_data if val_data is not None else run.get("val_data")
+        teacher = teacher if teacher is not None else run.get("teacher")
         options = {**saved.get("recipe", {}), **options}
     elif out is not None and (Path(out) / STATE_FILE).exists() and not overwrite:
         raise ValueError(f"{out} already holds a run; continue it with --resume {out}, or pass --overwrite")
     if model is None or data is None:
         raise ValueError("train needs a model and data (or resume=RUN_DIR)")
+    if teacher is not None and "distill" not in options:
+        options = {**options, "distill": 0.5}
     cfg = TrainConfig.from_dict(options)
+    if cfg.distill > 0 and teacher is None:
+        raise ValueError(f"distill={cfg.distill} needs a teacher (a trained checkpoint of the same classes)")
 
     we_started = dist.launched() and not dist.enabled()
     dist.setup(device)
@@ -136,14 +158,17 @@ def train(model: str | nn.Module | None = None, data=None, *, out: str | Path | 
                     warnings.filterwarnings("ignore", message=".*classifier shape differs")
                 model = create_model(name, num_classes=len(class_names), in_chans=int(in_chans), weights=weights,
                                      **(model_kwargs or {}))
+        teacher_model = _load_teacher(teacher, class_names) if teacher is not None else None
         run = {"model": name, "model_kwargs": model_kwargs or {},
                "data": str(data) if isinstance(data, (str, Path)) else None,
                "val_data": str(val_data) if isinstance(val_data, (str, Path)) else None,
                "init": str(init) if init is not None else saved.get("run", {}).get("init"),
+               "teacher": str(teacher) if teacher is not None else None,
                "data_options": {"val_split": val_split, "image_size": image_size, "skip_bad": skip_bad,
                                 "train_limit": train_limit, "val_limit": val_limit}}
         trainer = Trainer(model, train_ds, val_ds, config=cfg, out=out, class_names=class_names, input_size=image_size,
-                          log=log, tensorboard=tensorboard, device=device, extra_meta={"run": run})
+                          log=log, tensorboard=tensorboard, device=device, extra_meta={"run": run},
+                          teacher=teacher_model)
         return trainer.fit(resume=resume is not None)
     finally:
         if we_started:

@@ -41,6 +41,8 @@ class TrainConfig:
     ema: float = 0.0  # decay of the weight EMA; 0 = off
     clip_grad: float | None = None  # max global gradient norm
     aux_weight: float = 0.3  # weight of each auxiliary-classifier loss (GoogLeNet, Inception-v3)
+    distill: float = 0.0  # weight of the distillation loss when a teacher is given (Hinton et al. 2015)
+    distill_temperature: float = 4.0  # softmax temperature of teacher and student in that loss
     amp: bool | None = None  # bf16 autocast; default: on for CUDA
     channels_last: bool | None = None  # default: on for CUDA
     compile: bool = False
@@ -67,6 +69,9 @@ class TrainConfig:
             raise ValueError("epochs and batch_size must be at least 1")
         if not 0.0 <= self.erase <= 1.0:
             raise ValueError(f"erase is a probability in [0, 1], got {self.erase}")
+        if not 0.0 <= self.distill <= 1.0 or self.distill_temperature <= 0:
+            raise ValueError(f"distill must be in [0, 1] and distill_temperature > 0, got {self.distill}, "
+                             f"{self.distill_temperature}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema decay must be in [0, 1), got {self.ema}")
         self.milestones = list(self.milestones)

@@ -9,6 +9,7 @@ is the one for classifiers; detection and segmentation plug in with their own.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -55,6 +56,13 @@ class Task:
         return []
 
 
+class Distilled(NamedTuple):
+    """Training targets with the teacher's logits for the same (possibly mixed) images."""
+
+    targets: torch.Tensor
+    teacher_logits: torch.Tensor
+
+
 def _is_aux(output) -> bool:
     from ..models.base import AuxLogits  # imported late: importing the engine does not load every family
 
@@ -79,6 +87,11 @@ class ClassificationTask(Task):
     Inception-v3) is trained on ``loss(logits) + aux_weight * sum(loss(aux))``; the papers use
     0.3 (Szegedy et al. 2014, arXiv:1409.4842, section 5). Accuracy during training is measured
     against the dominant label of each (possibly mixed) target.
+
+    With a ``teacher`` (a trained classifier of the same classes), knowledge distillation (Hinton
+    et al. 2015, arXiv:1503.02531): the loss is ``(1 - distill) * CE(labels) + distill * T^2 *
+    KL(softmax(teacher / T) || softmax(student / T))``, the teacher seeing the same augmented
+    (and mixed) batch. ``T^2`` keeps the soft term's gradients on the scale of the hard one's.
     """
 
     name = "classification"
@@ -86,16 +99,23 @@ class ClassificationTask(Task):
     monitor_mode = "max"
 
     def __init__(self, num_classes: int, class_names: list[str] | None = None, label_smoothing: float = 0.0,
-                 mixup: float = 0.0, cutmix: float = 0.0, mix_prob: float = 1.0, aux_weight: float = 0.3):
+                 mixup: float = 0.0, cutmix: float = 0.0, mix_prob: float = 1.0, aux_weight: float = 0.3,
+                 teacher: nn.Module | None = None, distill: float = 0.0, temperature: float = 4.0):
         self.num_classes = num_classes
         self.class_names = class_names or [str(i) for i in range(num_classes)]
         self.label_smoothing = label_smoothing
         self.mixup, self.cutmix, self.mix_prob = mixup, cutmix, mix_prob
         self.aux_weight = aux_weight
+        self.teacher, self.distill, self.temperature = teacher, distill, temperature
 
     def train_batch(self, images, targets):
         if self.mixup > 0 or self.cutmix > 0:
-            return mix_batch(images, targets, self.num_classes, self.mixup, self.cutmix, self.mix_prob, self.label_smoothing)
+            images, targets = mix_batch(images, targets, self.num_classes, self.mixup, self.cutmix, self.mix_prob,
+                                        self.label_smoothing)
+        if self.teacher is not None:
+            with torch.no_grad():
+                out = self.teacher(images)
+            targets = Distilled(targets, (out.logits if _is_aux(out) else out).float())
         return images, targets
 
     def _ce(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -105,9 +125,19 @@ class ClassificationTask(Task):
         return F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
 
     def loss(self, output, targets) -> torch.Tensor:
+        teacher = None
+        if isinstance(targets, Distilled):
+            targets, teacher = targets
+        logits = output.logits if _is_aux(output) else output
+        loss = self._ce(logits, targets)
         if _is_aux(output):
-            return self._ce(output.logits, targets) + self.aux_weight * sum(self._ce(a, targets) for a in output.aux)
-        return self._ce(output, targets)
+            loss = loss + self.aux_weight * sum(self._ce(a, targets) for a in output.aux)
+        if teacher is None:
+            return loss
+        t = self.temperature
+        soft = F.kl_div(F.log_softmax(logits.float() / t, dim=-1), F.log_softmax(teacher / t, dim=-1),
+                        reduction="batchmean", log_target=True) * t * t
+        return (1 - self.distill) * loss + self.distill * soft
 
     def meter(self, device, train: bool) -> ClassMeter:
         sums = {k: torch.zeros((), dtype=torch.float64 if k == "loss" else torch.int64, device=device)
@@ -119,6 +149,8 @@ class ClassificationTask(Task):
     @torch.no_grad()
     def update(self, meter, output, targets, loss):
         logits = output.logits if _is_aux(output) else output
+        if isinstance(targets, Distilled):
+            targets = targets.targets
         labels = targets.argmax(-1) if targets.ndim == 2 else targets
         n = labels.shape[0]
         k = min(5, logits.shape[-1])

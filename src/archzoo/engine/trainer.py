@@ -76,13 +76,14 @@ class Trainer:
 
     ``input_size`` is the side of the square model input (default: the in-memory images' size,
     else the card's); ``mean``/``std`` default to the card's. ``out`` is the run folder (``None``:
-    nothing is written). ``log``: ``"bar"``, ``"json"`` or ``"quiet"``.
+    nothing is written). ``log``: ``"bar"``, ``"json"`` or ``"quiet"``. ``teacher``: a trained
+    classifier to distil from (see :class:`~archzoo.engine.task.ClassificationTask`).
     """
 
     def __init__(self, model: nn.Module, train_data, val_data=None, *, config: TrainConfig | None = None,
                  task: Task | None = None, out: str | Path | None = None, class_names: list[str] | None = None,
                  input_size: int | None = None, mean=None, std=None, log: str = "bar", tensorboard: bool = False,
-                 device: str | None = None, extra_meta: dict | None = None):
+                 device: str | None = None, extra_meta: dict | None = None, teacher: nn.Module | None = None):
         cfg = (config or TrainConfig()).resolved()
         self.device = dist.setup(device)
         cuda = self.device.type == "cuda"
@@ -106,9 +107,14 @@ class Trainer:
         self.input_size = int(input_size)
         dmean, dstd = model_mean_std(model, in_chans)
         self.mean, self.std = list(mean or dmean), list(std or dstd)
+        if teacher is not None:
+            teacher = teacher.to(self.device).eval().requires_grad_(False)
+            if cfg.channels_last:
+                teacher = teacher.to(memory_format=torch.channels_last)
         self.task = task or ClassificationTask(getattr(model, "num_classes", len(self.class_names)), self.class_names,
                                                label_smoothing=cfg.label_smoothing, mixup=cfg.mixup, cutmix=cfg.cutmix,
-                                               mix_prob=cfg.mix_prob, aux_weight=cfg.aux_weight)
+                                               mix_prob=cfg.mix_prob, aux_weight=cfg.aux_weight, teacher=teacher,
+                                               distill=cfg.distill, temperature=cfg.distill_temperature)
         self.extra_meta = dict(extra_meta or {})
 
         self.model = model.to(self.device)
@@ -167,8 +173,8 @@ class Trainer:
         lr = self.schedule.apply(self.optimizer, cfg.lr, self.step)
         for i, (x, y) in enumerate(self.train_batches.epoch(epoch)):
             lr = self.schedule.apply(self.optimizer, cfg.lr, self.step)
-            x, target = task.train_batch(x, y)
             with self._autocast():
+                x, target = task.train_batch(x, y)  # under autocast: a distillation teacher runs here
                 out = self.train_model(x)
             loss = task.loss(out, target)
             self.optimizer.zero_grad(set_to_none=True)
