@@ -38,8 +38,8 @@ class ModelEMA:
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
         ema_f, model_f, ema_o, model_o = self._tensors(model)
         torch._foreach_lerp_(ema_f, [t.detach() for t in model_f], 1.0 - d)
-        for e, m in zip(ema_o, model_o):
-            e.copy_(m)
+        if ema_o:  # integer buffers (batch-norm step counts): one fused copy, not one launch each
+            torch._foreach_copy_(ema_o, model_o)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.module.state_dict()
