@@ -73,6 +73,14 @@ def _load_teacher(teacher, class_names: list[str]) -> nn.Module:
     return model
 
 
+def _teacher_spec(teacher) -> str | None:
+    """How the run remembers its teacher for --resume: a file as an absolute path, or a tag."""
+    if teacher is None:
+        return None
+    path = Path(teacher).expanduser()
+    return str(path.resolve()) if path.is_file() else str(teacher)
+
+
 def train(model: str | nn.Module | None = None, data=None, *, out: str | Path | None = None, val_data=None,
           resume: str | Path | None = None, init: str | Path | None = None, model_kwargs: dict | None = None,
           val_split: float = 0.1, image_size: int | None = None, skip_bad: bool = False,
@@ -163,7 +171,7 @@ def train(model: str | nn.Module | None = None, data=None, *, out: str | Path | 
                "data": str(data) if isinstance(data, (str, Path)) else None,
                "val_data": str(val_data) if isinstance(val_data, (str, Path)) else None,
                "init": str(init) if init is not None else saved.get("run", {}).get("init"),
-               "teacher": str(teacher) if teacher is not None else None,
+               "teacher": _teacher_spec(teacher),
                "data_options": {"val_split": val_split, "image_size": image_size, "skip_bad": skip_bad,
                                 "train_limit": train_limit, "val_limit": val_limit}}
         trainer = Trainer(model, train_ds, val_ds, config=cfg, out=out, class_names=class_names, input_size=image_size,
