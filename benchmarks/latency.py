@@ -27,19 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import torch  # noqa: E402
 
 import archzoo  # noqa: E402
+from archzoo.weights import build_reference  # noqa: E402
 
 DEFAULT = ["alexnet", "vgg16", "googlenet", "resnet50", "densenet121", "squeezenet1_1", "mobilenet_v2", "efficientnet_b0"]
-
-
-def build_reference(reference: str) -> torch.nn.Module:
-    source, name = reference.split(":", 1)
-    if source == "torchvision":
-        import torchvision
-
-        return torchvision.models.get_model(name, weights=None)
-    import timm
-
-    return timm.create_model(name, pretrained=False)
 
 
 def _time(model, x) -> float:

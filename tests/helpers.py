@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from archzoo.weights import build_reference  # noqa: F401  (re-exported for the tests)
+
 
 def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:
     """Give every norm layer random affine parameters and running statistics, so a converter that
@@ -23,20 +25,6 @@ def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:
                 m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
                 m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.2)
     return model
-
-
-def build_reference(reference: str) -> nn.Module:
-    """Build ``"torchvision:NAME"`` or ``"timm:NAME"`` with random weights (nothing is downloaded)."""
-    source, name = reference.split(":", 1)
-    if source == "torchvision":
-        import torchvision
-
-        return torchvision.models.get_model(name, weights=None)
-    if source == "timm":
-        import timm
-
-        return timm.create_model(name, pretrained=False)
-    raise ValueError(f"unknown reference source {source!r}")
 
 
 def n_params(model: nn.Module) -> int:

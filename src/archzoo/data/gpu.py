@@ -60,6 +60,9 @@ class BatchAugment(nn.Module):
     def _rand(self, n: int, device) -> torch.Tensor:
         return torch.rand(n, device=device, generator=self.generator)
 
+    def _log_uniform(self, lo: float, hi: float, n: int, device) -> torch.Tensor:
+        return (math.log(lo) + (math.log(hi) - math.log(lo)) * self._rand(n, device)).exp()
+
     def _match_channels(self, x: torch.Tensor) -> torch.Tensor:
         c = x.shape[1]
         if c == self.in_chans:
@@ -100,8 +103,7 @@ class BatchAugment(nn.Module):
         b, dev = x.shape[0], x.device
         lo, hi = self.scale
         area = lo + (hi - lo) * self._rand(b, dev)
-        logr = math.log(self.ratio[0]) + (math.log(self.ratio[1]) - math.log(self.ratio[0])) * self._rand(b, dev)
-        aspect = logr.exp()
+        aspect = self._log_uniform(*self.ratio, b, dev)
         h, w = x.shape[-2:]
         # box width/height as fractions of the image side, aspect measured in pixels
         bw = (area * aspect * h / w).sqrt().clamp(max=1.0)
@@ -121,7 +123,7 @@ class BatchAugment(nn.Module):
         b, _, h, w = x.shape
         dev = x.device
         area = (0.02 + (1 / 3 - 0.02) * self._rand(b, dev)) * h * w
-        aspect = (math.log(0.3) + (math.log(3.3) - math.log(0.3)) * self._rand(b, dev)).exp()
+        aspect = self._log_uniform(0.3, 3.3, b, dev)
         bh = (area * aspect).sqrt().round().clamp(1, h)
         bw = (area / aspect).sqrt().round().clamp(1, w)
         top = (self._rand(b, dev) * (h - bh + 1)).floor()

@@ -81,6 +81,21 @@ def register_converter(
         _FEATURE_NODES[family] = feature_nodes if callable(feature_nodes) else (lambda name, n=list(feature_nodes): n)
 
 
+def build_reference(reference: str) -> torch.nn.Module:
+    """The reference implementation a card names (``"torchvision:NAME"`` or ``"timm:NAME"``),
+    with random weights: nothing is downloaded. timm is only needed for timm references."""
+    source, name = reference.split(":", 1)
+    if source == "torchvision":
+        import torchvision
+
+        return torchvision.models.get_model(name, weights=None)
+    if source == "timm":
+        import timm
+
+        return timm.create_model(name, pretrained=False)
+    raise ValueError(f"unknown reference source {source!r}")
+
+
 def reference_feature_nodes(name: str) -> list[str] | None:
     """The torchvision graph nodes matching ``feature_info`` of model ``name`` (None if unknown)."""
     from ..registry import model_card
