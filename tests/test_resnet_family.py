@@ -40,6 +40,31 @@ def test_preact_cifar_params_match_the_identity_mappings_paper():
     assert _millions(n_params(archzoo.create_model("preact_resnet110")), 1) == 1.7
 
 
+# Zagoruyko & Komodakis 2016, Table 4 (and section 3 for WRN-16-4's 2.7M)
+@pytest.mark.parametrize("name, millions", [("wrn40_4", 8.9), ("wrn16_8", 11.0), ("wrn28_10", 36.5), ("wrn16_4", 2.7)])
+def test_wide_resnet_params_match_the_paper(name, millions):
+    assert _millions(n_params(archzoo.create_model(name)), 1) == millions
+
+
+def test_wide_resnet_block_dropout_sits_between_the_convolutions():
+    model = archzoo.create_model("wrn16_4", block_dropout=0.3)
+    block = model.stages[1][0]
+    assert isinstance(block.dropout, nn.Dropout) and block.dropout.p == 0.3
+    x = torch.randn(2, 3, 32, 32)
+    model.eval()
+    with torch.no_grad():  # dropout is off in eval mode: the same as the model without it
+        plain = archzoo.create_model("wrn16_4")
+        plain.load_state_dict(model.state_dict())
+        torch.testing.assert_close(model(x), plain.eval()(x))
+    model.train()
+    torch.manual_seed(0)
+    a = model(x)
+    torch.manual_seed(1)
+    assert not torch.allclose(a, model(x))  # in training the dropped units change with the seed
+    with pytest.raises(ValueError, match="basic blocks"):
+        archzoo.create_model("preact_resnet164", block_dropout=0.3)
+
+
 def test_option_a_shortcut_subsamples_and_zero_pads():
     x = torch.randn(2, 16, 8, 8)
     y = ZeroPadShortcut(16, 32, stride=2)(x)

@@ -81,13 +81,18 @@ class Bottleneck(nn.Module):
 
 
 class PreActBasicBlock(nn.Module):
-    """``conv(norm_act(conv(norm_act(x)))) + shortcut``; a projection shortcut sees the pre-activated input."""
+    """``conv(norm_act(conv(norm_act(x)))) + shortcut``; a projection shortcut sees the pre-activated input.
 
-    def __init__(self, in_chs: int, out_chs: int, stride: int = 1, shortcut: nn.Module | None = None, drop_path: float = 0.0):
+    ``dropout`` drops activations between the two convolutions (Wide ResNets, arXiv:1605.07146).
+    """
+
+    def __init__(self, in_chs: int, out_chs: int, stride: int = 1, shortcut: nn.Module | None = None, drop_path: float = 0.0,
+                 dropout: float = 0.0):
         super().__init__()
         self.norm1 = NormAct(in_chs)
         self.conv1 = nn.Conv2d(in_chs, out_chs, 3, stride, 1, bias=False)
         self.norm2 = NormAct(out_chs)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.conv2 = nn.Conv2d(out_chs, out_chs, 3, 1, 1, bias=False)
         self.shortcut = shortcut
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
@@ -95,7 +100,7 @@ class PreActBasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = self.norm1(x)
         shortcut = self.shortcut(pre) if self.shortcut is not None else x
-        f = self.conv2(self.norm2(self.conv1(pre)))
+        f = self.conv2(self.dropout(self.norm2(self.conv1(pre))))
         return self.drop_path(f) + shortcut
 
 

@@ -11,6 +11,10 @@ ImageNet variants follow timm's ``resnetv2_50/101/152`` (7x7 stem without norm, 
 bottleneck stages, stride on the 3x3); CIFAR variants follow the paper's section 4: a 3x3 stem
 with 16 channels and three stages, basic blocks for ResNet-110, bottlenecks (4x expansion) for
 ResNet-164 and ResNet-1001, 1x1 projection shortcuts where the shape changes.
+
+Wide ResNets (Zagoruyko & Komodakis 2016, "Wide Residual Networks", arXiv:1605.07146) are the
+same CIFAR network made shallow and wide: WRN-d-k has (d - 4) / 6 basic blocks per stage and
+16k, 32k, 64k channels, optionally with dropout between a block's two convolutions.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ class PreActResNet(Classifier):
         layers, planes: blocks and base width per stage.
         stem: ``"7x7"`` (strided 7x7 conv + max pool, ImageNet) or ``"3x3"`` (CIFAR).
         stem_width: channels of the stem conv.
+        block_dropout: dropout between the two convolutions of a basic block (Wide ResNets).
     """
 
     def __init__(
@@ -47,6 +52,7 @@ class PreActResNet(Classifier):
         in_chans: int = 3,
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
+        block_dropout: float = 0.0,
     ):
         super().__init__()
         if block not in ("basic", "bottleneck"):
@@ -78,7 +84,9 @@ class PreActResNet(Classifier):
                     drop_path=drop_path_rate * idx / max(total - 1, 1),
                 )
                 if block == "basic":
-                    blocks.append(PreActBasicBlock(in_chs, out_chs, **kwargs))
+                    blocks.append(PreActBasicBlock(in_chs, out_chs, dropout=block_dropout, **kwargs))
+                elif block_dropout:
+                    raise ValueError("block_dropout is for basic blocks (Wide ResNets)")
                 else:
                     blocks.append(PreActBottleneck(in_chs, out_chs, p, **kwargs))
                 in_chs, idx = out_chs, idx + 1
@@ -118,6 +126,20 @@ def _cifar(block: str, n: int) -> dict:
     return dict(block=block, layers=(n, n, n), planes=planes, stem="3x3", stem_width=16)
 
 
+def _wide(depth: int, k: int) -> dict:
+    """WRN-depth-k: (depth - 4) / 6 basic blocks per stage, widths 16k / 32k / 64k."""
+    return dict(block="basic", layers=((depth - 4) // 6,) * 3, planes=(16 * k, 32 * k, 64 * k), stem="3x3", stem_width=16)
+
+
+wide_card = partial(
+    cifar_card,
+    family="wide_resnet",
+    paper="arXiv:1605.07146 Wide Residual Networks (Zagoruyko & Komodakis)",
+    extra_tricks=("widening",),
+    notes="CIFAR Wide ResNet WRN-d-k: pre-activation basic blocks, (d - 4) / 6 per stage, 16k/32k/64k channels; "
+          "the paper's dropout between the convolutions is block_dropout=0.3 (off by default).",
+)
+
 _NOTE_TIMM = "Matches timm's resnetv2 (final conv classifier stored as a linear layer here)."
 
 register_variants(PreActResNet, [
@@ -130,4 +152,8 @@ register_variants(PreActResNet, [
     cifar_card("preact_resnet110", kwargs=_cifar("basic", 18)),
     cifar_card("preact_resnet164", extra_tricks=("bottleneck",), kwargs=_cifar("bottleneck", 18)),
     cifar_card("preact_resnet1001", extra_tricks=("bottleneck",), kwargs=_cifar("bottleneck", 111)),
+    wide_card("wrn16_4", kwargs=_wide(16, 4)),
+    wide_card("wrn16_8", kwargs=_wide(16, 8)),
+    wide_card("wrn28_10", kwargs=_wide(28, 10)),
+    wide_card("wrn40_4", kwargs=_wide(40, 4)),
 ])
