@@ -41,6 +41,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", default="resnet20")
     p.add_argument("--out", default="runs/bench-cifar10", help="run folder (default runs/bench-cifar10)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--init", help="start from these weights (a checkpoint or model.tag), e.g. to continue a finished run")
     p.add_argument("--teacher", help="distil from this trained checkpoint (e.g. a wider net's last.safetensors)")
     p.add_argument("--val-split", type=float, default=0.1, help="held-out fraction (default 0.1: 5,000 images)")
     p.add_argument("--train-limit", type=int, help="train on a seeded subset of this many images (quick checks)")
@@ -69,7 +70,7 @@ def main(argv=None) -> int:
         summary = train(data=splits, resume=args.out, **common, **recipe_options(args))
     else:
         summary = train(args.model, splits, out=args.out, train_limit=args.train_limit, val_limit=args.val_limit,
-                        overwrite=True, teacher=args.teacher, **common,
+                        overwrite=True, teacher=args.teacher, init=args.init, **common,
                         **options)
     n_train = summary["train_count"]
     epoch_times = [h["epoch_time"] for h in summary["history"]]
