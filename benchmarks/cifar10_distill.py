@@ -15,6 +15,14 @@ Every run checkpoints after each epoch into ``--out/<name>``, so a run stopped b
 continues with ``--resume`` (the same command again). Writes ``summary.json`` with each run's
 last and best held-out accuracy, epoch time and total time. Quick CPU check of the plumbing:
 ``--device cpu --teacher-epochs 1 --student-epochs 1 --train-limit 512 --val-limit 256``.
+
+The shipped ``resnet20.cifar10`` came from two calls on one H200 (results in benchmarks/README.md):
+
+    python benchmarks/cifar10_distill.py --data D --out /tmp/kd --budget 545     # teacher, 3 students
+    python benchmarks/cifar10_distill.py --data D --out /tmp/kd2 --teacher-file /tmp/kd/teacher/last.safetensors \
+        --init /tmp/kd/kd/last.safetensors --students kd_graphs --student-lr 0.03 --warmup-epochs 1 --budget 220
+
+(the second stopped after 79 of its 100 epochs; its ``last.safetensors`` is the shipped file).
 """
 
 from __future__ import annotations
