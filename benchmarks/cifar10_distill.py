@@ -35,6 +35,8 @@ import sys
 import time
 from pathlib import Path
 
+from runlog import summarise  # benchmarks/runlog.py, beside this script
+
 HERE = Path(__file__).resolve().parent
 
 # name -> options of benchmarks/cifar10.py (on top of its default recipe and the shared ones below)
@@ -47,45 +49,16 @@ STUDENTS = {
 }
 
 
-def _epochs(log: Path) -> list[dict]:
-    rows = []
-    if log.is_file():
-        for line in log.read_text().splitlines():
-            if line.startswith("{"):
-                row = json.loads(line)
-                if row.get("event") == "epoch":
-                    rows.append(row)
-    return rows
-
-
-def summarise(log: Path) -> dict:
-    """Epochs done, last and best held-out accuracy, median epoch time and when 90% was first reached."""
-    rows = _epochs(log)
-    if not rows:
-        return {"epochs": 0}
-    times = sorted(r["epoch_time"] for r in rows)
-    elapsed, first90 = 0.0, None
-    for r in rows:
-        elapsed += r["epoch_time"]
-        if first90 is None and (r.get("val_accuracy") or 0) >= 0.90:
-            first90 = {"epoch": r["epoch"], "train_s": round(elapsed, 1)}
-    best = max(rows, key=lambda r: r.get("val_accuracy") or 0)
-    return {"epochs": rows[-1]["epoch"], "last": rows[-1].get("val_accuracy"), "best": best.get("val_accuracy"),
-            "best_epoch": best["epoch"], "median_epoch_s": times[len(times) // 2],
-            "first_epoch_s": rows[0]["epoch_time"], "train_s": round(elapsed, 1), "first_90": first90,
-            "last_train_accuracy": rows[-1].get("train_accuracy")}
-
-
-def launch(name: str, args: list[str], out: Path, resume: bool, limit: float) -> tuple[subprocess.Popen, Path]:
+def launch(name: str, args: list[str], out: Path, resume: bool, limit: float) -> subprocess.Popen:
+    """Start ``benchmarks/cifar10.py`` for run ``name`` under a time limit, logging to ``out/name.log``."""
     run = out / name
     cmd = [sys.executable, str(HERE / "cifar10.py"), "--out", str(run), "--log-json", *args]
     if resume and (run / "state.safetensors").is_file():
         cmd.append("--resume")
     log = out / f"{name}.log"
     mode = "a" if resume else "w"
-    proc = subprocess.Popen(["timeout", str(int(limit)), *cmd], stdout=open(log, mode),
+    return subprocess.Popen(["timeout", str(int(limit)), *cmd], stdout=open(log, mode),
                             stderr=open(out / f"{name}.err", mode), env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    return proc, log
 
 
 def main(argv=None) -> int:
@@ -118,9 +91,9 @@ def main(argv=None) -> int:
         common.append("--compile")
 
     teacher_file = Path(args.teacher_file).resolve() if args.teacher_file else out / "teacher" / "last.safetensors"
-    teacher_done = args.teacher_file or summarise(out / "teacher.log").get("epochs") == args.teacher_epochs
+    teacher_done = bool(args.teacher_file) or summarise(out / "teacher.log").get("epochs") == args.teacher_epochs
     if not teacher_done:
-        proc, _ = launch("teacher", [*common, "--model", args.teacher, "--epochs", str(args.teacher_epochs),
+        proc = launch("teacher", [*common, "--model", args.teacher, "--epochs", str(args.teacher_epochs),
                                      "--label-smoothing", "0"],
                          out, args.resume, args.budget - (time.monotonic() - t0))
         print(f"teacher exit {proc.wait()}", flush=True)
@@ -133,7 +106,7 @@ def main(argv=None) -> int:
     student = [*common, "--model", "resnet20", "--teacher", str(teacher_file), "--epochs", str(args.student_epochs),
                "-b", "256", "--lr", str(args.student_lr), "--warmup-epochs", str(args.warmup_epochs),
                "--label-smoothing", "0", "--ema", "0.999"] + (["--init", args.init] if args.init else [])
-    procs = {name: launch(name, [*student, *STUDENTS[name]], out, args.resume, left)[0] for name in args.students}
+    procs = {name: launch(name, [*student, *STUDENTS[name]], out, args.resume, left) for name in args.students}
     for name, proc in procs.items():
         print(f"{name} exit {proc.wait()}", flush=True)
 

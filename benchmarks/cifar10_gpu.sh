@@ -24,44 +24,14 @@ timeout 330 python3 benchmarks/cifar10.py --data /tmp/c10/train --out /tmp/r20 -
     --epochs "$epochs" -b 256 --lr 0.1 --warmup-epochs 2 --ema 0.999 $extra > "$out/r20.log" 2> "$out/r20.err"
 echo "resnet20 exit $?"; tail -n 3 "$out/r20.err"
 for f in last.safetensors state.safetensors benchmark.json; do cp /tmp/r20/$f "$out/" 2>/dev/null; done
-python3 - "$out/r20.log" <<'EOF'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-epochs = [r for r in rows if r.get("event") == "epoch"]
-times = sorted(r["epoch_time"] for r in epochs)
-median = times[len(times) // 2]
-compile_s = epochs[0]["epoch_time"] - median  # the first epoch also compiles
-t, hit = 0.0, None
-for r in epochs:
-    t += r["epoch_time"]
-    if hit is None and r["val_accuracy"] >= 0.90:
-        hit = (r["epoch"], t)
-print(f"resnet20: {len(epochs)} epochs, {t:.1f} s of training ({compile_s:.1f} s of it compiling), last held-out "
-      f"{epochs[-1]['val_accuracy']:.4f}, best {max(r['val_accuracy'] for r in epochs):.4f}, median {median:.3f} s/epoch, "
-      f"median {sorted(r['images_per_s'] for r in epochs)[len(epochs) // 2]:.0f} img/s")
-print("first >= 90%:", f"epoch {hit[0]} after {hit[1]:.1f} s ({hit[1] - compile_s:.1f} s without compiling)" if hit else "never")
-open("/tmp/r20_epoch_s", "w").write(str(median))
-EOF
+python3 benchmarks/runlog.py "$out/r20.log" | tee "$out/r20_summary.json"   # median epoch time, time to 90% ...
 
 # 2. sixty seconds of resnet56: ~2.8x ResNet-20's work per image, batch 512
-e56=$(python3 -c "t=float(open('/tmp/r20_epoch_s').read() or 1); print(max(5, min(200, int(50 / (2.8 * t)))))")
+e56=$(python3 -c "import json; t=json.load(open('$out/r20_summary.json')).get('median_epoch_s', 1); print(max(5, min(200, int(50 / (2.8 * t)))))")
 echo "resnet56 for $e56 epochs"
 timeout 200 python3 -m archzoo train resnet56 --data /tmp/c10/train --val-split 0.1 --out /tmp/r56 --log-json \
     --compile --epochs "$e56" -b 512 --lr 0.4 --warmup-epochs 1 --label-smoothing 0.1 --ema 0.99 $extra \
     > "$out/r56.log" 2> "$out/r56.err"
 echo "resnet56 exit $?"; tail -n 3 "$out/r56.err"
 cp /tmp/r56/summary.json "$out/r56_summary.json" 2>/dev/null
-python3 - "$out/r56.log" <<'EOF'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-epochs = [r for r in rows if r.get("event") == "epoch"]
-if epochs:
-    t = sum(r["epoch_time"] for r in epochs)
-    median = sorted(r["epoch_time"] for r in epochs)[len(epochs) // 2]
-    compile_s = epochs[0]["epoch_time"] - median
-    print(f"resnet56: {len(epochs)} epochs, {t:.1f} s of training ({t - compile_s:.1f} s without compiling), "
-          f"held-out {epochs[-1]['val_accuracy']:.4f}, best {max(r['val_accuracy'] for r in epochs):.4f}, "
-          f"median {sorted(r['images_per_s'] for r in epochs)[len(epochs) // 2]:.0f} img/s")
-    for r in epochs:
-        print(f"  epoch {r['epoch']}: {r['epoch_time']:.2f} s, held-out {r['val_accuracy']:.4f}")
-EOF
+python3 benchmarks/runlog.py "$out/r56.log" --epochs

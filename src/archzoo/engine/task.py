@@ -69,6 +69,11 @@ def _is_aux(output) -> bool:
     return isinstance(output, AuxLogits)
 
 
+def _main_logits(output) -> torch.Tensor:
+    """The main classifier's logits, also from a training-mode ``AuxLogits``."""
+    return output.logits if _is_aux(output) else output
+
+
 class ClassMeter(Meter):
     def compute(self) -> dict:
         s = {k: dist.all_reduce_sum(v) for k, v in self.sums.items()}
@@ -115,7 +120,7 @@ class ClassificationTask(Task):
         if self.teacher is not None:
             with torch.no_grad():
                 out = self.teacher(images)
-            targets = Distilled(targets, (out.logits if _is_aux(out) else out).float())
+            targets = Distilled(targets, _main_logits(out).float())
         return images, targets
 
     def _ce(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -128,7 +133,7 @@ class ClassificationTask(Task):
         teacher = None
         if isinstance(targets, Distilled):
             targets, teacher = targets
-        logits = output.logits if _is_aux(output) else output
+        logits = _main_logits(output)
         loss = self._ce(logits, targets)
         if _is_aux(output):
             loss = loss + self.aux_weight * sum(self._ce(a, targets) for a in output.aux)
@@ -148,7 +153,7 @@ class ClassificationTask(Task):
 
     @torch.no_grad()
     def update(self, meter, output, targets, loss):
-        logits = output.logits if _is_aux(output) else output
+        logits = _main_logits(output)
         if isinstance(targets, Distilled):
             targets = targets.targets
         labels = targets.argmax(-1) if targets.ndim == 2 else targets
