@@ -46,6 +46,11 @@ STUDENTS = {
     "kd_erase": ["--distill", "0.9", "--distill-temperature", "4", "--erase", "0.5", "--compile-mode", "reduce-overhead"],
     "kd_half": ["--distill", "0.5", "--distill-temperature", "4"],
     "kd_graphs": ["--distill", "0.9", "--distill-temperature", "4", "--compile-mode", "reduce-overhead"],
+    # "function matching" (Beyer et al. 2022, arXiv:2106.05237): the teacher labels the very mixed
+    # images the student sees, and only its labels count. A teacher that fits 99.9% of the
+    # training images says little beyond the hard label on them; on mixtures it says more.
+    "fm": ["--distill", "1.0", "--distill-temperature", "4", "--mixup", "1.0", "--cutmix", "1.0",
+           "--compile-mode", "reduce-overhead"],
 }
 
 

@@ -205,6 +205,29 @@ def test_distillation_run_resumes_with_its_teacher_and_refuses_other_classes(tmp
         train("resnet20", "digits", epochs=1, teacher=stranger, **TINY)
 
 
+def test_compile_also_compiles_the_teacher_with_the_students_mode(tmp_path, monkeypatch):
+    """The teacher runs every step; left eager it would cost the launches compiling the student saves."""
+    compiled = []
+
+    def fake_compile(module, mode=None, **kw):  # records the call; inductor itself is too slow for a unit test
+        compiled.append((module, mode))
+        return module
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    teacher_file = tmp_path / "teacher.safetensors"
+    names = load_dataset("digits").train.class_names
+    teacher = archzoo.create_model("resnet20", in_chans=1, num_classes=10)
+    marker = torch.full_like(teacher.get_classifier().bias, 7.0)  # tells the teacher apart from the student
+    with torch.no_grad():
+        teacher.get_classifier().bias.copy_(marker)
+    archzoo.save_model(teacher, teacher_file, class_names=names)
+    train("resnet20", "digits", epochs=1, teacher=teacher_file, compile=True, compile_mode="reduce-overhead",
+          amp=False, channels_last=False, **TINY)
+    teachers = [m for m, _ in compiled if torch.equal(m.get_classifier().bias, marker)]
+    assert len(teachers) == 1 and not teachers[0].training
+    assert len(compiled) > 1 and {mode for _, mode in compiled} == {"reduce-overhead"}  # the student's too
+
+
 def test_learns_digits(digits8):
     torch.manual_seed(0)
     s = train("resnet20", digits8, epochs=4, batch_size=32, lr=0.05, opt="adamw", flip=False, pad=1, log="quiet")

@@ -120,7 +120,8 @@ class ClassificationTask(Task):
         if self.teacher is not None:
             with torch.no_grad():
                 out = self.teacher(images)
-            targets = Distilled(targets, _main_logits(out).float())
+            # a copy: under CUDA graphs the teacher's output buffer is rewritten by its next replay
+            targets = Distilled(targets, _main_logits(out).float().clone())
         return images, targets
 
     def _ce(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

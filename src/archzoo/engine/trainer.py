@@ -111,6 +111,8 @@ class Trainer:
             teacher = teacher.to(self.device).eval().requires_grad_(False)
             if cfg.channels_last:
                 teacher = teacher.to(memory_format=torch.channels_last)
+            if cfg.compile:  # the teacher's forward runs every step, as often as the student's
+                teacher = torch.compile(teacher, mode=cfg.compile_mode)
         self.task = task or ClassificationTask(getattr(model, "num_classes", len(self.class_names)), self.class_names,
                                                label_smoothing=cfg.label_smoothing, mixup=cfg.mixup, cutmix=cfg.cutmix,
                                                mix_prob=cfg.mix_prob, aux_weight=cfg.aux_weight, teacher=teacher,
