@@ -62,8 +62,9 @@ def launch(name: str, args: list[str], out: Path, resume: bool, limit: float) ->
         cmd.append("--resume")
     log = out / f"{name}.log"
     mode = "a" if resume else "w"
-    return subprocess.Popen(["timeout", str(int(limit)), *cmd], stdout=open(log, mode),
-                            stderr=open(out / f"{name}.err", mode), env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    with open(log, mode) as stdout, open(out / f"{name}.err", mode) as stderr:  # the child keeps its own copies
+        return subprocess.Popen(["timeout", str(int(limit)), *cmd], stdout=stdout, stderr=stderr,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
 def main(argv=None) -> int:

@@ -61,6 +61,15 @@ def test_wide_resnet_block_dropout_sits_between_the_convolutions():
     a = model(x)
     torch.manual_seed(1)
     assert not torch.allclose(a, model(x))  # in training the dropped units change with the seed
+    # where it sits: conv2's input is norm2's output with units zeroed and the rest scaled by 1 / (1 - p)
+    seen = {}
+    block.norm2.register_forward_hook(lambda m, i, o: seen.__setitem__("norm2", o.detach()))
+    block.conv2.register_forward_hook(lambda m, i, o: seen.__setitem__("conv2_in", i[0].detach()))
+    model(x)
+    kept = seen["conv2_in"] != 0
+    torch.testing.assert_close(seen["conv2_in"][kept], seen["norm2"][kept] / 0.7)
+    active = seen["norm2"] != 0
+    assert 0.2 < (~kept & active).sum() / active.sum() < 0.4  # ~30% of the active units dropped
     with pytest.raises(ValueError, match="basic blocks"):
         archzoo.create_model("preact_resnet164", block_dropout=0.3)
 
