@@ -48,7 +48,7 @@ def shapes_data(objects: str, subset: str, n: int, size: int):
     if objects == "large":
         ds = shapes.load_shapes_dataset(subset, size=size)
         n = min(n, len(ds))
-        return ImageDataset(ds.class_names, ds.labels[:n], images=ds.images[:n]), ds.boxes[:n]
+        return ImageDataset(ds.class_names, ds.labels[:n], images=ds.images[:n]), ds.targets["box"][:n]
     # small objects: the multi-object radii (0.10-0.24), one or two objects drawn; keep the images with one
     stream = {"train": 10, "test": 11}[subset]  # streams of their own, apart from the dataset's 0 and 1
     images, labels, boxes, kept, seed = [], [], [], 0, 0

@@ -14,32 +14,7 @@ from archzoo.layers import AvgPoolAtLeast, ConnectionTableConv, Fire
 from archzoo.models.base import AuxLogits
 from archzoo.models.lenet import C3_TABLE
 
-from helpers import n_params, randomize_norms, sample_input
-
-
-def _max_rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a - b).abs().max() / a.abs().max().clamp_min(1e-12)).item()
-
-
-def _converted(name: str, source: str = "torchvision", ref_kwargs: dict | None = None, **kwargs):
-    """A reference (built with ``ref_kwargs``) with random weights and norm statistics, and our
-    model (built with ``kwargs``) holding its converted weights."""
-    torch.manual_seed(0)
-    ref_kwargs = ref_kwargs or {}
-    card = archzoo.model_card(name)
-    if source == "torchvision":
-        import torchvision
-
-        reference = torchvision.models.get_model(card.reference_name, weights=None, init_weights=True, **ref_kwargs)
-    else:
-        import timm
-
-        reference = timm.create_model(card.reference_name, pretrained=False, **ref_kwargs)
-    randomize_norms(reference).eval()
-    model = archzoo.create_model(name, **kwargs).eval()
-    state_dict = archzoo.convert_weights(name, reference.state_dict(), source, check=False)
-    model.load_state_dict(state_dict, strict=True)
-    return reference, model
+from helpers import converted, max_rel_diff, n_params, sample_input
 
 
 # --- LeNet-5 ------------------------------------------------------------------------------------
@@ -179,7 +154,7 @@ def test_parameter_count_without_aux_matches_torchvision(name):
 @pytest.mark.parametrize("name", ["googlenet", "inception_v3"])
 def test_auxiliary_heads_match_torchvision(name):
     # each head on the map it sees at the reference input size (224 and 299)
-    reference, model = _converted(name)
+    reference, model = converted(name)
     if name == "googlenet":
         heads = [(reference.aux1, (2, 512, 14, 14)), (reference.aux2, (2, 528, 14, 14))]
     else:
@@ -187,33 +162,33 @@ def test_auxiliary_heads_match_torchvision(name):
     for i, (theirs, shape) in enumerate(heads):
         x = torch.randn(shape)
         with torch.no_grad():
-            assert _max_rel_diff(theirs(x), model.aux_heads[i](x)) <= 1e-5
+            assert max_rel_diff(theirs(x), model.aux_heads[i](x)) <= 1e-5
 
 
 def test_googlenet_training_outputs_match_torchvision():
     # without dropout the training-mode forward (batch statistics, auxiliary heads) is deterministic
-    reference, model = _converted("googlenet", ref_kwargs=dict(dropout=0.0, dropout_aux=0.0), drop_rate=0.0, aux_drop_rate=0.0)
+    reference, model = converted("googlenet", ref_kwargs=dict(dropout=0.0, dropout_aux=0.0), drop_rate=0.0, aux_drop_rate=0.0)
     x = sample_input(archzoo.model_card("googlenet"), size=64)
     want, got = reference.train()(x), model.train()(x)
-    assert _max_rel_diff(want.logits, got.logits) <= 1e-5
-    assert _max_rel_diff(want.aux_logits1, got.aux[0]) <= 1e-5  # torchvision orders them (logits, aux2, aux1)
-    assert _max_rel_diff(want.aux_logits2, got.aux[1]) <= 1e-5
+    assert max_rel_diff(want.logits, got.logits) <= 1e-5
+    assert max_rel_diff(want.aux_logits1, got.aux[0]) <= 1e-5  # torchvision orders them (logits, aux2, aux1)
+    assert max_rel_diff(want.aux_logits2, got.aux[1]) <= 1e-5
 
 
 @pytest.mark.parametrize("name", ["googlenet", "inception_v3"])
 def test_transform_input_matches_torchvision(name):
-    reference, model = _converted(name, ref_kwargs=dict(transform_input=True), transform_input=True)
+    reference, model = converted(name, ref_kwargs=dict(transform_input=True), transform_input=True)
     assert model.transform_input
     x = sample_input(archzoo.model_card(name), size=64)
     with torch.no_grad():
-        assert _max_rel_diff(reference(x), model(x)) <= 1e-5
+        assert max_rel_diff(reference(x), model(x)) <= 1e-5
     # equivalently: no transform, and inputs normalised with mean = std = 0.5
     plain = archzoo.create_model(name).eval()
     plain.load_state_dict(model.state_dict())
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     with torch.no_grad():
-        assert _max_rel_diff(model(x), plain((x * std + mean - 0.5) / 0.5)) <= 1e-5
+        assert max_rel_diff(model(x), plain((x * std + mean - 0.5) / 0.5)) <= 1e-5
     with pytest.raises(ValueError, match="in_chans=3"):
         archzoo.create_model(name, transform_input=True, in_chans=1)
 
@@ -225,17 +200,17 @@ def test_inception_v3_matches_timm():
 
     sd = timm.create_model("inception_v3", pretrained=False, aux_logits=True).state_dict()
     archzoo.convert_weights("inception_v3", sd, "timm")  # checked against our model, aux head included
-    reference, model = _converted("inception_v3", source="timm", ref_kwargs=dict(aux_logits=False), aux_logits=False)
+    reference, model = converted("inception_v3", source="timm", ref_kwargs=dict(aux_logits=False), aux_logits=False)
     assert n_params(model) == n_params(reference)
     x = sample_input(archzoo.model_card("inception_v3"))
     with torch.no_grad():
-        assert _max_rel_diff(reference(x), model(x)) <= 1e-5
+        assert max_rel_diff(reference(x), model(x)) <= 1e-5
         extractor = archzoo.create_model("inception_v3", features_only=True, aux_logits=False).eval()
         extractor.model.load_state_dict(model.state_dict(), strict=False)
         theirs = reference.forward_intermediates(x, intermediates_only=True)
         ours = extractor(x)
     assert [f.shape for f in ours] == [f.shape for f in theirs]
-    assert all(_max_rel_diff(a, b) <= 1e-5 for a, b in zip(theirs, ours))
+    assert all(max_rel_diff(a, b) <= 1e-5 for a, b in zip(theirs, ours))
 
 
 def test_inception_v3_aux_pool_is_exact_at_299_and_works_below():

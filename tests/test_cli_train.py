@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -117,14 +118,16 @@ def test_predict(run_dir, digits_test, tmp_path, capsys):
 
 
 def test_shipped_weight_tags(run_dir, tmp_path, monkeypatch, capsys):
-    from archzoo import hub
+    from archzoo import shipped
+    from archzoo.registry import WeightsRecord
 
-    monkeypatch.setattr(hub, "WEIGHTS_DIR", run_dir)
-    monkeypatch.setitem(hub.SHIPPED, ("resnet20", "digits8"),
-                        hub.ShippedWeights("resnet20", "digits8", "best.safetensors", "digits", {}, "test"))
+    monkeypatch.setattr(shipped, "WEIGHTS_DIR", run_dir)
+    monkeypatch.setitem(shipped.SHIPPED, ("resnet20", "digits8"),
+                        WeightsRecord(model="resnet20", tag="digits8", file="best.safetensors", dataset="digits", num_classes=10,
+                                      input_size=(1, 8, 8), mean=(0.5,), std=(0.5,), recipe="test"))
     assert main(["eval", "resnet20.digits8", "--data", "digits", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["count"] == 359
-    assert hub.resolve_checkpoint("digits8", model="resnet20") == run_dir / "best.safetensors"
+    assert shipped.resolve_checkpoint("digits8", model="resnet20") == run_dir / "best.safetensors"
     model = archzoo.create_model("resnet20", in_chans=1, weights="digits8")
     ref, _ = archzoo.load_model(run_dir / "best.safetensors")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), ref.state_dict().values()))
@@ -218,9 +221,22 @@ def test_torchrun_two_processes(tmp_path):
     assert meta["epoch"] == 1 and not any(k.startswith("module.") for k in model.state_dict())
 
 
-def test_demo_machinery(tmp_path, capsys):
-    assert main(["demo", "--epochs", "1", "--out", str(tmp_path / "demo"), "--quiet"]) == 0
+def test_demo_reaches_the_accuracy_the_readme_claims(tmp_path, capsys):
+    """The whole demo, as ``archzoo demo`` runs it (20 epochs; README: 99.3% validation accuracy).
+    Measured here: 99.30% validation, 99.16% test; 10 epochs give only ~95%, so the demo is not
+    shortened. The floor of 97% leaves room for other CPUs' arithmetic, not for a broken recipe."""
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "validation accuracy" in out and "test accuracy" in out
-    for name in ("README.md", "curves.png", "confusion.png", "predictions.png", "report.json", "best.safetensors"):
+    m = re.search(r"validation accuracy ([\d.]+)% \((\d+) images\), test accuracy ([\d.]+)% \((\d+) images\)", out)
+    assert m, out
+    val, n_val, test, n_test = float(m[1]) / 100, int(m[2]), float(m[3]) / 100, int(m[4])
+    assert val >= 0.97 and test >= 0.97, out
+    # scored on images it never trained on: scikit-learn's 1,797 digits split three ways
+    from sklearn.datasets import load_digits
+
+    report = json.loads((tmp_path / "demo" / "report.json").read_text())
+    n_train = int(re.search(r"(\d+) train", report["data"])[1])
+    assert n_train + n_val + n_test == len(load_digits().images) and n_test >= 300
+    assert report["metrics"]["accuracy"] == pytest.approx(val, abs=5e-5) and report["metrics"]["count"] == n_val
+    for name in ("README.md", "curves.png", "confusion.png", "predictions.png", "best.safetensors"):
         assert (tmp_path / "demo" / name).is_file(), name

@@ -20,6 +20,8 @@ from torchvision.transforms import v2
 from archzoo.data import ImageDataset, build_transform, folder, load_dataset, stratified_split
 from archzoo.data.gpu import BatchAugment
 
+from helpers import CIFAR_TAR, shared_data
+
 
 # ---------------------------------------------------------------- digits and splits
 
@@ -33,7 +35,7 @@ def test_digits_contract():
     assert tr.images.dtype == torch.uint8 and tr.images.shape[1:] == (1, 32, 32)
     assert tr.labels.dtype == torch.int64 and len(tr.labels) == len(tr.images) == len(tr)
     x, y = tr[0]
-    assert x.dtype == torch.uint8 and x.shape == (1, 32, 32) and isinstance(y, int)
+    assert x.dtype == torch.uint8 and x.shape == (1, 32, 32) and set(y) == {"label"} and int(y["label"]) == int(tr.labels[0])
     assert tr.class_names == va.class_names == splits.class_names
     # real pen strokes: dark background, bright ink, every class present in both splits
     assert tr.images.float().mean() < 100 and tr.images.max() > 200
@@ -209,18 +211,16 @@ def test_shapes_dataset_contract():
 # ---------------------------------------------------------------- ImageFolder trees: real data
 
 
-CIFAR_TAR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10" / "train.tar.gz"
 PER_CLASS = 20
 
 
 @pytest.fixture(scope="module")
 def cifar_jpegs(tmp_path_factory) -> Path:
     """The first ``PER_CLASS`` JPEGs of every class of the real CIFAR-10 tree (200 files)."""
-    if not CIFAR_TAR.is_file():
-        pytest.skip(f"{CIFAR_TAR} is not here")
+    tar = shared_data(CIFAR_TAR)
     out = tmp_path_factory.mktemp("cifar_jpegs")
     taken: dict[str, int] = {}
-    with tarfile.open(CIFAR_TAR, "r|gz") as tf:
+    with tarfile.open(tar, "r|gz") as tf:
         for m in tf:
             parts = m.name.split("/")
             if m.isfile() and len(parts) == 3 and taken.get(parts[1], 0) < PER_CLASS:
@@ -249,8 +249,10 @@ def test_image_folder_real_cifar(cifar_jpegs):
         load_dataset(cifar_jpegs, subset="test")
 
 
-def test_image_folder_disk_cache(cifar_jpegs, tmp_path, monkeypatch):
-    root = cifar_jpegs / "train"
+def test_image_folder_disk_cache(tmp_path, monkeypatch):
+    root = tmp_path / "tree"  # 3 classes of 4 JPEGs
+    for i in range(12):
+        _save(root / ["ant", "bee", "bird"][i // 4] / f"{i:04d}.jpg", _rgb(i, (8, 8)), quality=90)
     first = load_dataset(root, val_split=0, cache=True).train
     files = list((tmp_path / "cache" / "datasets").glob("*.safetensors"))
     assert len(files) == 1
@@ -259,11 +261,13 @@ def test_image_folder_disk_cache(cifar_jpegs, tmp_path, monkeypatch):
     monkeypatch.setattr(folder, "decode_image", lambda *a, **k: calls.append(a) or real(*a, **k))
     again = load_dataset(root, val_split=0, cache=True).train
     assert calls == [] and torch.equal(first.images, again.images) and torch.equal(first.labels, again.labels)
+    pillow = torch.from_numpy(np.array(Image.open(root / "bee" / "0005.jpg").convert("RGB"))).permute(2, 0, 1)
+    assert torch.equal(again.images[5], pillow) and again.labels[5] == 1  # the cached pixels are the file's
     # a changed file (new mtime) is a new key: decoded again
-    f = root / "bird" / "0000.jpg"
+    f = root / "bird" / "0008.jpg"
     os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))
     load_dataset(root, val_split=0, cache=True)
-    assert len(calls) == 10 * PER_CLASS
+    assert len(calls) == 12
     # a damaged cache file is ignored with a warning and rebuilt
     for c in (tmp_path / "cache" / "datasets").glob("*.safetensors"):
         c.write_bytes(b"garbage")

@@ -130,12 +130,15 @@ def test_fractal_block_follows_the_expansion_rule():
     with torch.no_grad():
         inner = (col[2][1](col[2][0](x)) + col[1][0](x)) / 2
         want = (col[2][3](col[2][2](inner)) + col[1][1](inner) + col[0][0](x)) / 3
-        got = block(x)
-        torch.testing.assert_close(got, want)
-        torch.testing.assert_close(block(x), got, rtol=0, atol=0)  # eval is deterministic
+        # the hand computation has no randomness: eval mode neither drops paths nor applies dropout
+        torch.testing.assert_close(block(x), want)
+        # one column alone (global drop-path) is that column's chain of units
+        torch.testing.assert_close(block(x, column=2), col[2][3](col[2][2](col[2][1](col[2][0](x)))))
     two = _fractal_block(2).eval()
+    c2 = two.columns
     with torch.no_grad():  # with two columns there is one join: the plain mean of the columns
-        torch.testing.assert_close(two(x), (two(x, column=0) + two(x, column=1)) / 2)
+        torch.testing.assert_close(two(x), (c2[1][1](c2[1][0](x)) + c2[0][0](x)) / 2)
+        torch.testing.assert_close(two(x, column=0), c2[0][0](x))
     assert [len(c) for c in col] == [1, 2, 4]
 
 

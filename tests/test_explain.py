@@ -236,12 +236,14 @@ def test_cam_command_on_a_checkpoint(checkpoint, image_files, tmp_path, capsys):
 
 
 def test_cam_command_on_a_shipped_tag_and_a_zoo_name(checkpoint, image_files, tmp_path, monkeypatch, capsys):
-    from archzoo import hub
+    from archzoo import shipped
+    from archzoo.registry import WeightsRecord
     from archzoo.cli.main import main
 
-    monkeypatch.setattr(hub, "WEIGHTS_DIR", checkpoint.parent)
-    monkeypatch.setitem(hub.SHIPPED, ("resnet20", "digits16"),
-                        hub.ShippedWeights("resnet20", "digits16", checkpoint.name, "digits", {}, "test"))
+    monkeypatch.setattr(shipped, "WEIGHTS_DIR", checkpoint.parent)
+    monkeypatch.setitem(shipped.SHIPPED, ("resnet20", "digits16"),
+                        WeightsRecord(model="resnet20", tag="digits16", file=checkpoint.name, dataset="digits", num_classes=10,
+                                      input_size=(1, 16, 16), mean=(0.5,), std=(0.5,), recipe="test"))
     assert main(["cam", "resnet20.digits16", image_files[0], "--out", str(tmp_path), "--json"]) == 0
     assert not json.loads(capsys.readouterr().out)["random_weights"]
     assert main(["cam", "vgg11", image_files[0], "--out", str(tmp_path), "--json"]) == 0

@@ -10,11 +10,11 @@ import torchvision
 
 import archzoo
 from archzoo.blockstring import parse_block, parse_stages
-from archzoo.layers import DepthwiseSeparable, DropPath, InvertedResidual, SqueezeExcite, scale_stages
-from archzoo.models.efficientnet import EFFICIENTNET_B0, EFFICIENTNET_VARIANTS
+from archzoo.layers import DepthwiseSeparable, DropPath, InvertedResidual, SqueezeExcite
+from archzoo.models.efficientnet import EFFICIENTNET_VARIANTS
 from archzoo.profile import count_gflops, count_params
 
-from helpers import build_reference, n_params, randomize_norms, sample_input
+from helpers import build_reference, max_rel_diff, n_params, randomize_norms, sample_input
 
 EFFICIENTNETS = [f"efficientnet_{k}" for k in EFFICIENTNET_VARIANTS]
 TORCHVISION_NAMES = ["mobilenet_v2"] + EFFICIENTNETS
@@ -23,10 +23,6 @@ TORCHVISION_NAMES = ["mobilenet_v2"] + EFFICIENTNETS
 def _meta(build):
     with torch.device("meta"):
         return build()
-
-
-def _max_rel_diff(a, b):
-    return ((a - b).abs().max() / a.abs().max()).item()
 
 
 # --- EfficientNet B1-B7: generated from B0 by compound scaling ---------------------------------
@@ -40,7 +36,6 @@ def test_scaled_stages_match_torchvisions_table(key):
     ours = _meta(lambda: archzoo.create_model(f"efficientnet_{key}")).stage_specs
     assert [(s[0].expansion, s[0].kernel, s[0].stride, s[0].out_chs, s[0].repeats) for s in ours] == [
         (c.expand_ratio, c.kernel, c.stride, c.out_channels, c.num_layers) for c in theirs]
-    assert ours == scale_stages(parse_stages(EFFICIENTNET_B0), width, depth)
 
 
 def test_b7_is_the_published_architecture():
@@ -67,8 +62,14 @@ def test_norms_dropout_and_stochastic_depth_follow_torchvision(name):
     assert got == pytest.approx(want, rel=0, abs=1e-12)
 
 
+# Tan & Le 2019: the resolution of each scaled network (section 5.2 and the authors' released
+# efficientnet_params table), typed here from the paper, not from our variant table
+PAPER_RESOLUTIONS = {"b0": 224, "b1": 240, "b2": 260, "b3": 300, "b4": 380, "b5": 456, "b6": 528, "b7": 600}
+
+
 def test_cards_carry_the_paper_resolutions():
-    for key, (_, _, resolution, _) in EFFICIENTNET_VARIANTS.items():
+    assert sorted(EFFICIENTNET_VARIANTS) == sorted(PAPER_RESOLUTIONS)
+    for key, resolution in PAPER_RESOLUTIONS.items():
         card = archzoo.model_card(f"efficientnet_{key}")
         assert card.input_size == (3, resolution, resolution) and card.min_input_size == (3, 32, 32)
         assert "compound_scaling" in card.tricks
@@ -129,11 +130,11 @@ def test_timm_weights_convert_to_the_same_network(name, timm_name):
     extractor = archzoo.create_model(name, features_only=True).eval()
     extractor.model.load_state_dict(model.state_dict(), strict=False)
     with torch.no_grad():
-        assert _max_rel_diff(reference(x), model(x)) <= 1e-5
+        assert max_rel_diff(reference(x), model(x)) <= 1e-5
         theirs = reference.forward_intermediates(x, intermediates_only=True)
         ours = extractor(x)
     assert [f.shape for f in theirs] == [f.shape for f in ours]
-    assert all(_max_rel_diff(a, b) <= 1e-5 for a, b in zip(theirs, ours))
+    assert all(max_rel_diff(a, b) <= 1e-5 for a, b in zip(theirs, ours))
 
 
 def test_load_weights_recognises_either_layout(tmp_path):
@@ -145,21 +146,41 @@ def test_load_weights_recognises_either_layout(tmp_path):
         torch.save(reference.state_dict(), path)
         model = archzoo.create_model("mobilenet_v2", weights=path).eval()
         with torch.no_grad():
-            assert _max_rel_diff(reference(x), model(x)) <= 1e-5
+            assert max_rel_diff(reference(x), model(x)) <= 1e-5
 
 
 # --- the blocks ------------------------------------------------------------------------------------
 
-def test_inverted_residual_shortcut_and_linear_bottleneck():
+def _torchvision_twin(block: nn.Module, in_chs: int, out_chs: int, stride: int, expansion: int) -> nn.Module:
+    """torchvision's MobileNetV2 block (expand, depthwise, linear projection, shortcut when the
+    shape is kept) holding ``block``'s weights: an independent implementation of the same block."""
+    from torchvision.models.mobilenetv2 import InvertedResidual as TorchvisionIR
+
+    twin = TorchvisionIR(in_chs, out_chs, stride, expansion)
+    ours, theirs = list(block.state_dict().values()), twin.state_dict()
+    assert [t.shape for t in ours] == [t.shape for t in theirs.values()]
+    twin.load_state_dict(dict(zip(theirs, ours)))
+    return twin
+
+
+@pytest.mark.parametrize("out_chs, stride", [(24, 1), (24, 2), (32, 1)])
+def test_inverted_residual_matches_torchvisions_block(out_chs, stride):
+    torch.manual_seed(0)
     x = torch.randn(2, 24, 8, 8)
-    block = InvertedResidual(24, 24, expansion=6).eval()
-    assert block.has_skip and block.expand.conv.out_channels == 144
-    assert not hasattr(block.project, "act")  # linear bottleneck: no activation after the projection
+    block = randomize_norms(InvertedResidual(24, out_chs, expansion=6, stride=stride)).eval()
+    twin = _torchvision_twin(block, 24, out_chs, stride, 6).eval()
+    assert block.expand.conv.out_channels == 144
+    assert block.has_skip == twin.use_res_connect == (stride == 1 and out_chs == 24)
     with torch.no_grad():
-        torch.testing.assert_close(block(x), x + block.branch(x))
-    assert not InvertedResidual(24, 24, expansion=6, stride=2).has_skip
-    assert not InvertedResidual(24, 32, expansion=6).has_skip
-    assert not InvertedResidual(24, 24, expansion=6, skip=False).has_skip
+        torch.testing.assert_close(block(x), twin(x))
+        if block.has_skip:  # skip=False removes exactly the shortcut
+            noskip = InvertedResidual(24, 24, expansion=6, skip=False).eval()
+            noskip.load_state_dict(block.state_dict())
+            assert not noskip.has_skip
+            torch.testing.assert_close(noskip(x), twin(x) - x)
+
+
+def test_depthwise_separable_block():
     ds = DepthwiseSeparable(16, 16, se_ratio=0.25, act_layer=nn.SiLU)
     assert ds.has_skip and ds.depthwise.conv.groups == 16 and ds.se.fc1.out_channels == 4
 
@@ -173,18 +194,23 @@ def test_squeeze_width_is_a_ratio_of_the_block_input():
 
 
 def test_stochastic_depth_drops_whole_branches_in_training_only():
+    """Huang et al. 2016 with inverted scaling: in training each sample's branch is dropped with
+    probability p, or kept and scaled by 1/(1-p); in eval the block is the plain residual block."""
     torch.manual_seed(0)
     block = InvertedResidual(16, 16, expansion=2, drop_path=0.5)
     assert isinstance(block.drop_path, DropPath)
+    twin = _torchvision_twin(block, 16, 16, 1, 2)  # the same block without stochastic depth
     x = torch.randn(64, 16, 4, 4)
-    block.train()
+    block.train(), twin.train()
     with torch.no_grad():
-        y = block(x)
-    kept_identity = [(y[i] - x[i]).abs().max().item() == 0 for i in range(len(x))]
-    assert 10 < sum(kept_identity) < 54  # about half the samples skip the branch entirely
-    block.eval()
+        y, plain = block(x), twin(x)  # batch-statistics norms: the same branch output in both
+    dropped = [torch.equal(y[i], x[i]) for i in range(len(x))]
+    assert 10 < sum(dropped) < 54  # about half the samples skip the branch entirely
+    kept = [i for i in range(len(x)) if not dropped[i]]
+    torch.testing.assert_close(y[kept], x[kept] + (plain[kept] - x[kept]) / 0.5)
+    block.eval(), twin.eval()
     with torch.no_grad():
-        torch.testing.assert_close(block(x), x + block.branch(x))
+        torch.testing.assert_close(block(x), twin(x))
 
 
 def test_block_act_override_and_noskip_from_the_string():

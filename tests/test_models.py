@@ -44,8 +44,8 @@ def test_forward_backward(name):
         pooled = model.forward_head(feats, pre_logits=True)
         # heads with hidden layers (AlexNet/VGG's fully-connected head) give their last hidden width
         assert pooled.shape == (x.shape[0], getattr(model, "head_hidden_size", model.num_features))
-        logits = model.forward_head(feats)
-        torch.testing.assert_close(logits, model(x))
+    # that forward_head(forward_features(x)) gives the logits is checked against torchvision/timm in
+    # test_parity.py (with timm's own forward_features and pre-logits where the reference has them)
 
 
 @pytest.mark.parametrize("name", CLASSIFIERS)

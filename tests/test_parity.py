@@ -13,35 +13,32 @@ import torch
 
 import archzoo
 from archzoo.features import FeatureExtractor
-from archzoo.io import build_with_state
 
-from helpers import build_reference, n_params, randomize_norms, sample_input
+from helpers import build_reference, converted, max_rel_diff, n_params, sample_input
 
 WITH_REFERENCE = [n for n in archzoo.list_models(task="classification") if archzoo.model_card(n).reference]
 TOL = 1e-5
 
 
-def _converted_pair(name):
-    card = archzoo.model_card(name)
-    torch.manual_seed(0)
-    reference = randomize_norms(build_reference(card.reference)).eval()
-    model = build_with_state(name, archzoo.convert_weights(name, reference.state_dict())).eval()
-    return card, reference, model
-
-
-def _max_rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a - b).abs().max() / a.abs().max().clamp_min(1e-12)).item()
-
-
 @pytest.mark.parametrize("name", WITH_REFERENCE)
 def test_output_parity(name):
-    card, reference, model = _converted_pair(name)
+    card = archzoo.model_card(name)
+    reference, model = converted(name)
     assert n_params(model) == n_params(reference)
     x = sample_input(card, size=64)
     with torch.no_grad():
         want, got = reference(x), model(x)
+        # the classifier API that CAM and transfer learning use gives the reference's logits too
+        feats = model.forward_features(x)
+        via_api = model.forward_head(feats)
+        if hasattr(reference, "forward_head"):  # timm has the same API: unpooled map, pooled features
+            ref_feats = reference.forward_features(x)
+            assert ref_feats.shape == feats.shape and max_rel_diff(ref_feats, feats) <= TOL
+            pooled = reference.forward_head(ref_feats, pre_logits=True)
+            assert max_rel_diff(pooled, model.forward_head(feats, pre_logits=True)) <= TOL
     assert got.shape == want.shape
-    assert _max_rel_diff(want, got) <= TOL
+    assert max_rel_diff(want, got) <= TOL
+    assert max_rel_diff(want, via_api) <= TOL
 
     # the same through features_only: our stage maps equal the reference's
     ref_feats = _reference_features(card, reference, x)
@@ -52,15 +49,15 @@ def test_output_parity(name):
     assert len(ours) == len(ref_feats)
     for a, b in zip(ref_feats, ours):
         assert a.shape == b.shape
-        assert _max_rel_diff(a, b) <= TOL
+        assert max_rel_diff(a, b) <= TOL
 
 
 def _reference_features(card, reference, x):
     """The reference's own multi-scale features: timm's ``forward_intermediates``, or for
     torchvision the graph nodes the family's converter names."""
     if hasattr(reference, "forward_intermediates"):
-        with torch.no_grad():
-            return reference.forward_intermediates(x, intermediates_only=True)
+        with torch.no_grad():  # norm: the last map after a final norm (pre-activation nets), as ours
+            return reference.forward_intermediates(x, intermediates_only=True, norm=True)
     from torchvision.models.feature_extraction import create_feature_extractor
 
     from archzoo.weights import reference_feature_nodes

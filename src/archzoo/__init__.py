@@ -9,6 +9,7 @@
 from . import explain
 from .builder import create_model, load_weights
 from .engine import train
+from .features import features_from
 from .io import load_model, save_model
 from .registry import ModelCard, list_models, model_card
 from .tricks import TRICKS, get_trick, list_tricks
@@ -22,6 +23,7 @@ __all__ = [
     "convert_weights",
     "create_model",
     "explain",
+    "features_from",
     "get_trick",
     "list_models",
     "list_tricks",

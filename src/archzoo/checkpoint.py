@@ -85,14 +85,47 @@ def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
             raw = (f.metadata() or {}).get(META_KEY)
     except (SafetensorError, OSError, ValueError) as e:
         raise ValueError(f"{path} is not a readable .safetensors file: {e}") from e
+    return tensors, _parse_meta(raw, path)
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The metadata of a checkpoint written by :func:`save_tensors`, without reading its tensors."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get(META_KEY)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"{path} is not a readable .safetensors file: {e}") from e
+    return _parse_meta(raw, path)
+
+
+def _parse_meta(raw: str | None, path: Path) -> dict:
+    """The JSON metadata object, its ``schema`` version checked."""
+    from .schema import check_schema_version
+
     try:
         meta = json.loads(raw) if raw else {}
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: its {META_KEY!r} metadata is not valid JSON: {e}") from None
     if not isinstance(meta, dict):
         raise ValueError(f"{path}: its {META_KEY!r} metadata is not a JSON object")
-    if meta.get("schema", SCHEMA_VERSION) > SCHEMA_VERSION:
-        raise ValueError(f"{path} was written by a newer archzoo (schema {meta['schema']} > {SCHEMA_VERSION})")
+    check_schema_version(meta, path)
+    return meta
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """A model checkpoint's tensors and metadata, the metadata checked against the checkpoint
+    schema (:func:`archzoo.schema.validate_meta`) when it describes a model (has any model field);
+    ``{}`` for a foreign ``.safetensors`` file. What ``load_model`` and ``create_model(weights=)`` read."""
+    from .schema import validate_meta
+
+    tensors, meta = load_tensors(path)
+    if any(k in meta for k in ("model", "num_classes", "in_chans", "kwargs", "class_names")):
+        meta = validate_meta(meta, path)
     return tensors, meta
 
 
@@ -101,13 +134,16 @@ def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     ``torch.load(weights_only=True)`` (never unpickling arbitrary objects)."""
     path = Path(path)
     if path.suffix == ".safetensors":
-        return load_tensors(path)
+        return read_checkpoint(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} does not exist")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError ...
-        raise ValueError(f"{path} could not be read as a weights-only PyTorch file: {e}") from e
+        text = str(e).split("WeightsUnpickler error:")[-1]  # torch's reason, without its advice to unpickle
+        why = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+        raise ValueError(f"{path} could not be read as a weights-only PyTorch file: "
+                         f"{type(e).__name__}: {why[:300]}") from e
     for wrapper in ("state_dict", "model", "model_state_dict", "module"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]

@@ -6,7 +6,7 @@ import os
 
 import torch.nn as nn
 
-from .checkpoint import load_tensors, save_tensors
+from .checkpoint import read_checkpoint, save_tensors
 
 
 def save_model(model: nn.Module, path: str | os.PathLike, **meta) -> None:
@@ -16,15 +16,14 @@ def save_model(model: nn.Module, path: str | os.PathLike, **meta) -> None:
     from .features import FeatureExtractor
 
     extra = {}
-    if isinstance(model, FeatureExtractor):
+    if isinstance(model, FeatureExtractor):  # its weights: only what it runs; load_model rebuilds it
         extra["out_indices"] = list(model.out_indices)
-        model = model.model
     if not hasattr(model, "build_args"):
         raise ValueError("save_model needs a model made by archzoo.create_model (it records how to rebuild it)")
     card = model.card
     # rebuild the model as it is now: reset_classifier (and features_only, which resets it to 0)
     # may have changed the class count, and reset_classifier(0) drops auxiliary heads
-    build_args = {**model.build_args, "num_classes": model.num_classes}
+    build_args = {**model.build_args, "num_classes": getattr(model, "num_classes", model.build_args["num_classes"])}
     if getattr(model, "aux_heads", "absent") is None:
         build_args["kwargs"] = {**build_args["kwargs"], "aux_logits": False}
     info = {
@@ -42,29 +41,40 @@ def save_model(model: nn.Module, path: str | os.PathLike, **meta) -> None:
 def load_model(path: str | os.PathLike, **overrides) -> tuple[nn.Module, dict]:
     """Rebuild the model saved at ``path``; return it (in eval mode) and the file's metadata.
     A saved ``features_only`` extractor comes back as one (with its ``out_indices``)."""
-    tensors, meta = load_tensors(path)
+    tensors, meta = read_checkpoint(path)  # the metadata is checked against archzoo.schema
     if "model" not in meta:
         raise ValueError(f"{path} has no archzoo metadata; use create_model(name, weights=path) for a bare state dict")
     kwargs = {**meta.get("kwargs", {}), **overrides}
-    model = build_with_state(meta["model"], tensors, num_classes=meta["num_classes"], in_chans=meta["in_chans"], **kwargs)
     if meta.get("out_indices") is not None:
-        from .features import FeatureExtractor
-
-        model = FeatureExtractor(model, meta["out_indices"])
+        kwargs.update(features_only=True, out_indices=meta["out_indices"])
+    model = build_with_state(meta["model"], tensors, num_classes=meta["num_classes"], in_chans=meta["in_chans"],
+                             source=path, **kwargs)
     model.eval()
     return model, meta
 
 
-def build_with_state(name: str, state_dict: dict, **kwargs) -> nn.Module:
+def build_with_state(name: str, state_dict: dict, *, source=None, **kwargs) -> nn.Module:
     """``create_model(name, **kwargs)`` holding ``state_dict`` (strictly), without first initialising
     weights that are about to be overwritten: the model is built on the meta device and the tensors
-    are assigned. Models with non-persistent buffers are built normally."""
+    are assigned. Models with non-persistent buffers are built normally. The tensors are checked
+    first (:func:`archzoo.schema.check_state_dict`); ``source`` (the file) is named in errors."""
     import torch
 
     from .builder import create_model
+    from .schema import check_state_dict
+    from .validate import UserError
 
-    with torch.device("meta"):
-        model = create_model(name, **kwargs)
+    try:
+        with torch.device("meta"):
+            model = create_model(name, **kwargs)
+    except Exception as e:  # whatever a model's constructor raises for arguments that make no sense
+        if source is None:
+            raise
+        extra = {k: v for k, v in kwargs.items() if k not in ("num_classes", "in_chans", "features_only", "out_indices")}
+        where = f"metadata field 'kwargs' {extra}" + (f" or 'out_indices' {kwargs['out_indices']}"
+                                                      if "out_indices" in kwargs else "")
+        raise UserError(f"{source}: {where} does not build {name}: {e}") from None
+    state_dict = check_state_dict(model.state_dict(), state_dict, source or f"the state dict for {name}")
     # fresh (aligned) copies: tensors sliced out of a file buffer can take other kernel paths
     model.load_state_dict({k: v.clone() for k, v in state_dict.items()}, strict=True, assign=True)
     if any(t.is_meta for t in (*model.parameters(), *model.buffers())):

@@ -1,9 +1,10 @@
 """The model registry: every network is registered once, under one name, with a model card.
 
-A card describes what a model *is* (family, paper, year, the tricks it uses, the reference
-implementation its weights convert from, its input size and normalisation). What a model
-*measures* (parameters, GFLOPs) is never typed into a card: ``archzoo.profile`` computes it
-from the real model.
+A card describes what an architecture *is* (family, paper, year, the tricks it uses, the
+reference implementation its weights convert from, its heads and first convolution); a
+:class:`WeightsRecord` says what a set of weights was trained on (classes, input size,
+normalisation, metrics, recipe). What a model *measures* (parameters, GFLOPs) is never typed
+into a card: ``archzoo.profile`` computes it from the real model.
 """
 
 from __future__ import annotations
@@ -26,16 +27,55 @@ TASKS = ("classification", "detection", "segmentation")
 
 
 @dataclass(frozen=True)
-class ModelCard:
-    """What a registered model is. ``tricks`` are names from :mod:`archzoo.tricks`.
+class WeightsRecord:
+    """What a set of weights was trained on, apart from the architecture that holds them.
 
-    ``reference`` names the implementation our weights convert from and our outputs are
-    checked against, as ``"<source>:<name>"`` (``torchvision:resnet50``, ``timm:seresnet50``),
-    or ``None`` when the paper is the only reference. ``min_input_size`` is the smallest input
-    the network accepts; tests run there to keep CI fast. ``cam_layer`` is the module whose
-    output gradient-based explanations use (``None``: the output of ``forward_features``).
-    ``classifier`` is the module holding the final layer, so loading weights with another
-    class count can re-initialise just that part.
+    ``dataset`` and ``num_classes`` (``class_names`` where known), the ``input_size`` and the
+    normalisation (``mean``/``std``) the images had, what was measured (``metrics``) and how it
+    was trained (``recipe``). Every card carries the record of the weights its architecture is
+    usually given (the reference's, or the paper's dataset for nets without one): a freshly built
+    model takes its default class count and normalisation from there. Weights that ship with the
+    package (:mod:`archzoo.weights.shipped`) are records with a ``model``, ``tag`` and ``file``.
+    """
+
+    dataset: str
+    num_classes: int
+    input_size: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    class_names: tuple[str, ...] = ()
+    metrics: dict = field(default_factory=dict)
+    recipe: str = ""
+    model: str | None = None
+    tag: str | None = None
+    file: str | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("input_size", "mean", "std", "class_names"):
+            d[k] = list(d[k])
+        return d
+
+
+IMAGENET = "ImageNet-1k"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a registered architecture *is*; ``tricks`` are names from :mod:`archzoo.tricks`.
+
+    ``arch`` names the architecture its weights are laid out by (families that are one class with
+    one more idea share it: ResNet, ResNeXt, Wide ResNet and SE-ResNet are all ``"resnet"``, while
+    the CIFAR Wide ResNets are ``"preact_resnet"``); weight converters are keyed by it. ``reference``
+    names the implementation our weights convert from and our outputs are checked against, as
+    ``"<source>:<name>"`` (``torchvision:resnet50``, ``timm:seresnet50``), or ``None`` when the paper
+    is the only reference. ``heads`` are the final layers whose width is the class count, the main
+    classifier first, then auxiliary ones (loading weights for another class count re-initialises
+    them together). ``input_convs`` are the convolutions that see the input image, the stem's first
+    (FractalNet's columns each start with one); their weights are adapted when ``in_chans`` differs. ``input_size`` is the resolution the paper designed the net for and
+    ``min_input_size`` the smallest it accepts (tests run there to keep CI fast). ``cam_layer`` is
+    the module gradient-based explanations use (``None``: the output of ``forward_features``).
+    ``default_weights`` says what the usual weights were trained on (see :class:`WeightsRecord`).
     """
 
     name: str
@@ -43,14 +83,14 @@ class ModelCard:
     year: int
     paper: str
     tricks: tuple[str, ...]
+    default_weights: WeightsRecord
+    input_convs: tuple[str, ...] = ()
+    arch: str = ""
     task: str = "classification"
     reference: str | None = None
     input_size: tuple[int, int, int] = (3, 224, 224)
     min_input_size: tuple[int, int, int] = (3, 32, 32)
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
-    num_classes: int = 1000
-    classifier: str = "head.fc"
+    heads: tuple[str, ...] = ("head.fc",)
     cam_layer: str | None = None
     notes: str = ""
     kwargs: dict = field(default_factory=dict)
@@ -61,6 +101,29 @@ class ModelCard:
             raise ValueError(f"model {self.name!r} names unknown tricks {unknown}; add them to archzoo/tricks.py")
         if self.task not in TASKS:
             raise ValueError(f"model {self.name!r}: task must be one of {TASKS}, got {self.task!r}")
+        if not self.heads:
+            raise ValueError(f"model {self.name!r}: heads must name at least the main classifier")
+        if not self.input_convs:
+            raise ValueError(f"model {self.name!r}: input_convs must name the convolution(s) that see the input")
+        if not self.arch:
+            object.__setattr__(self, "arch", self.family)
+
+    @property
+    def classifier(self) -> str:
+        """The main classifier's final layer."""
+        return self.heads[0]
+
+    @property
+    def num_classes(self) -> int:
+        return self.default_weights.num_classes
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return self.default_weights.mean
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return self.default_weights.std
 
     @property
     def reference_source(self) -> str | None:
@@ -73,6 +136,8 @@ class ModelCard:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["tricks"] = list(self.tricks)
+        d["heads"] = list(self.heads)
+        d["default_weights"] = self.default_weights.to_dict()
         return d
 
 
@@ -99,12 +164,28 @@ def register_variants(builder: Callable, cards: list[ModelCard]) -> None:
         register_model(card, builder)
 
 
+_RECORD_FIELDS = ("dataset", "num_classes", "mean", "std")
+
+
 def family_card(**common) -> Callable[..., ModelCard]:
-    """Return a card factory that fills a family's shared fields; variants pass what differs."""
+    """Return a card factory that fills a family's shared fields; variants pass what differs.
+
+    ``dataset``, ``num_classes``, ``mean`` and ``std`` describe the usual weights, not the
+    architecture: the factory puts them in the card's :class:`WeightsRecord` (default: ImageNet-1k
+    with 1000 classes at the card's input size and ImageNet normalisation).
+    """
 
     def make(name: str, **fields) -> ModelCard:
         merged = {**common, **fields}
         tricks = tuple(merged.pop("tricks", ())) + tuple(merged.pop("extra_tricks", ()))
+        record = {k: merged.pop(k) for k in _RECORD_FIELDS if k in merged}
+        merged["default_weights"] = WeightsRecord(
+            dataset=record.get("dataset", IMAGENET),
+            num_classes=record.get("num_classes", 1000),
+            input_size=tuple(merged.get("input_size", (3, 224, 224))),
+            mean=tuple(record.get("mean", IMAGENET_MEAN)),
+            std=tuple(record.get("std", IMAGENET_STD)),
+        )
         return ModelCard(name=name, tricks=tricks, **merged)
 
     return make

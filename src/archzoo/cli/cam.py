@@ -23,6 +23,7 @@ from pathlib import Path
 
 def register(subparsers) -> None:
     from ..explain import METHODS
+    from ..validate import device_arg
 
     p = subparsers.add_parser("cam", help="class activation maps of image files (overlay PNGs)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -33,7 +34,7 @@ def register(subparsers) -> None:
     p.add_argument("--class", dest="target", metavar="K", help="explain class K (index or name) instead of the prediction")
     p.add_argument("--layer", help="module to explain instead of the model card's cam_layer (gradient methods)")
     p.add_argument("--out", default="overlays", help="folder for the PNGs (default ./overlays)")
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--device", type=device_arg, help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -42,7 +43,7 @@ def load_for_cam(arg: str):
     """``(model in eval mode, metadata, random)``: a checkpoint or shipped tag (resolved as
     ``archzoo predict`` does), or a registered name built with random weights."""
     from ..builder import create_model
-    from ..hub import load_checkpoint
+    from ..shipped import load_checkpoint
     from ..registry import list_models
 
     if not Path(arg).expanduser().is_file() and arg in list_models():
@@ -87,16 +88,17 @@ def run(args: argparse.Namespace) -> int:
     from ..explain.state import inspection_mode
     from .common import checkpoint_input, print_json, print_table
 
-    for f in args.images:
-        if not Path(f).is_file():
-            raise FileNotFoundError(f"image {f} does not exist")
+    from ..validate import check_input_files, check_writable_dir, resolve_device, shown
+
+    check_input_files(args.images)
+    check_writable_dir(args.out, "--out")
     model, meta, random_weights = load_for_cam(args.model)
     if random_weights:
         print(f"archzoo cam: warning: {args.model} has random weights (no checkpoint given), so the maps show "
               "nothing learned; pass a trained checkpoint for a meaningful explanation", file=sys.stderr)
     names = meta.get("class_names") or [str(i) for i in range(model.num_classes)]
     target = class_index(args.target, names)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(args.device)
     model = model.to(device).eval()
     c, size, mean, std = checkpoint_input(model, meta)
     tf, decode = build_transform(False, size, mean, std, in_chans=c), ImageDecoder(c)
@@ -119,18 +121,18 @@ def run(args: argparse.Namespace) -> int:
             title += f", predicted {names[pred]} ({probs[i, pred]:.1%})"
         path = save_overlay(out / file_name, pictures[i], heat[i].cpu(), title)
         titles.append(f"{names[k]} ({probs[i, k]:.0%})")
-        results.append({"file": str(f), "class": names[k], "index": k, "probability": float(probs[i, k]),
-                        "predicted": names[pred], "overlay": str(path)})
+        results.append({"file": shown(f), "class": names[k], "index": k, "probability": float(probs[i, k]),
+                        "predicted": names[pred], "overlay": shown(path)})
     grid = None
     if len(args.images) > 1:
         grid = save_grid(out / f"grid.{method}.png", pictures, heat.cpu(), titles)
     if args.json:
         print_json({"model": meta.get("model"), "method": method, "random_weights": random_weights,
-                    "grid": str(grid) if grid else None, "images": results})
+                    "grid": shown(grid) if grid else None, "images": results})
         return 0
     print_table(f"{meta.get('model')}: {method}", ["image", "class", "probability", "overlay"],
                 [[r["file"], r["class"], f"{r['probability']:.1%}", r["overlay"]] for r in results],
                 justify_right={"probability"})
     if grid:
-        print(f"grid: {grid}")
+        print(f"grid: {shown(grid)}")
     return 0

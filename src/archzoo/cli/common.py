@@ -20,20 +20,34 @@ def print_json(obj) -> None:
 
 
 def print_table(title: str | None, columns: list[str], rows: list[list], justify_right: set[str] = frozenset()) -> None:
-    table = Table(title=title, show_lines=False)
+    """A table; cells are plain text (a file name with ``[...]`` is not markup, nor one that is not
+    UTF-8 an encoding error)."""
+    from rich.text import Text
+
+    from ..validate import shown
+
+    table = Table(title=Text(shown(title)) if title is not None else None, show_lines=False)
     for col in columns:
         table.add_column(col, justify="right" if col in justify_right else "left")
     for row in rows:
-        table.add_row(*[str(v) for v in row])
+        table.add_row(*[Text(shown(v)) for v in row])
     console().print(table)
 
 
 def checkpoint_input(model, meta: dict) -> tuple[int, int, list[float], list[float]]:
     """``(in_chans, input side, mean, std)`` of a loaded checkpoint: its run's, stored in ``meta``,
-    else the model card's."""
+    else the model card's (normalisation averaged to one channel for a grey model). Refuses a
+    model whose input is not an image (1 or 3 channels) or smaller than its card allows."""
     from ..engine.trainer import model_mean_std
+    from ..validate import UserError, check_input_size
 
     c = model.build_args["in_chans"]
+    if c not in (1, 3):
+        raise UserError(f"{meta.get('model')} takes {c} input channels; image files give 1 (grey) or 3 (colour)")
     size = (meta.get("input_size") or list(model.card.input_size))[-1]
+    check_input_size(model, size, hint=" (the checkpoint's input_size)")
     mean, std = model_mean_std(model, c)
-    return c, size, meta.get("mean", mean), meta.get("std", std)
+    mean, std = meta.get("mean", mean), meta.get("std", std)
+    if len(mean) != c or len(std) != c:  # a card's RGB statistics stored for a grey model
+        mean, std = [sum(mean) / len(mean)] * c, [sum(std) / len(std)] * c
+    return c, size, mean, std

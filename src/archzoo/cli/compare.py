@@ -8,15 +8,16 @@ import torch
 from ..builder import create_model
 from ..profile import measure_latency, model_stats
 from ..registry import model_card
+from ..validate import arg_type
 from .common import print_json, print_table
 
 
 def register(sub) -> None:
     p = sub.add_parser("compare", help="compare models: params, GFLOPs, CPU latency, tricks")
     p.add_argument("names", nargs="+")
-    p.add_argument("--repeats", type=int, default=10, help="timed batch-1 forward passes per model (median)")
+    p.add_argument("--repeats", type=arg_type("repeats"), default=10, help="timed batch-1 forward passes per model (median)")
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for the latency measurement")
+    p.add_argument("--threads", type=arg_type("threads"), default=None, help="CPU threads for the latency measurement")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 

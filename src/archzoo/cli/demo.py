@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 # The demo recipe: 20 epochs of SGD with Nesterov momentum, one warm-up epoch, cosine decay;
 # random 2-pixel shifts but no flips (a mirrored digit is another symbol).
@@ -20,13 +19,17 @@ IMAGE_SIZE = 16
 
 
 def register(subparsers) -> None:
+    from ..validate import arg_type, device_arg
+
     p = subparsers.add_parser("demo", help="train a small model on built-in data and write a report (about a minute on CPU)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="archzoo-demo", help="report folder (default ./archzoo-demo, replaced)")
     p.add_argument("--model", default="resnet20", help="the model to train (default resnet20)")
-    p.add_argument("--epochs", type=int, default=RECIPE["epochs"], help=f"epochs (default {RECIPE['epochs']})")
-    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--epochs", type=arg_type("epochs"), default=RECIPE["epochs"], help=f"epochs (default {RECIPE['epochs']})")
+    p.add_argument("--image-size", type=arg_type("image_size"), default=IMAGE_SIZE,
+                   help=f"the digits' side in pixels (default {IMAGE_SIZE})")
+    p.add_argument("--device", type=device_arg, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--threads", type=arg_type("threads"), default=1,
                    help="CPU threads (default 1: batches this small gain nothing from more, and one thread "
                         "stays fast on a busy machine)")
     p.add_argument("--quiet", action="store_true", help="print only the result")
@@ -43,20 +46,23 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.report import write_report
     from ..io import load_model
 
+    from ..validate import check_writable_dir, shown
+
+    out = check_writable_dir(args.out, "--out")
     torch.set_num_threads(max(args.threads, 1))
-    out = Path(args.out)
     t0 = time.perf_counter()
-    splits = load_dataset("digits", val_split=0.1, seed=RECIPE["seed"], image_size=IMAGE_SIZE)
+    size = args.image_size
+    splits = load_dataset("digits", val_split=0.1, seed=RECIPE["seed"], image_size=size)
     say = (lambda *a: None) if args.quiet else print
     say(f"archzoo demo: training {args.model} on the built-in digits ({len(splits.train)} training and "
-        f"{len(splits.val)} validation images, {IMAGE_SIZE}x{IMAGE_SIZE} grey, 10 classes) "
+        f"{len(splits.val)} validation images, {size}x{size} grey, 10 classes) "
         f"for {args.epochs} epochs on {args.device or ('cuda' if torch.cuda.is_available() else 'cpu')}")
     summary = train(args.model, splits, out=out, overwrite=True, device=args.device, log="quiet" if args.quiet else "bar",
                     **{**RECIPE, "epochs": args.epochs})
 
     model, meta = load_model(out / "last.safetensors")
     c, size = meta["input_size"][0], meta["input_size"][-1]
-    test = load_dataset("digits", val_split=0.0, subset="test", image_size=IMAGE_SIZE).train
+    test = load_dataset("digits", val_split=0.0, subset="test", image_size=size).train
     test_m = evaluate_model(model, test, input_size=size, mean=meta["mean"], std=meta["std"],
                             class_names=meta["class_names"], device=args.device)
     val_m = evaluate_model(model, splits.val, input_size=size, mean=meta["mean"], std=meta["std"],
@@ -67,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     facts = {
         "model": f"{args.model} ({sum(p.numel() for p in model.parameters()):,} parameters)",
         "data": f"digits, {len(splits.train)} train / {len(splits.val)} validation / {len(test)} test images, "
-                f"{IMAGE_SIZE}x{IMAGE_SIZE}",
+                f"{size}x{size}",
         "recipe": ", ".join(f"{k}={v}" for k, v in {**RECIPE, "epochs": args.epochs}.items()),
         "validation accuracy": f"{val_m['accuracy']:.2%} ({val_m['count']} images)",
         "test accuracy": f"{test_m['accuracy']:.2%} ({test_m['count']} images)",
@@ -81,5 +87,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"validation accuracy {val_m['accuracy']:.2%} ({val_m['count']} images), test accuracy "
           f"{test_m['accuracy']:.2%} ({test_m['count']} images); trained in {summary['time_s']:.0f} s, "
           f"{total:.0f} s in all")
-    say(f"report: {readme}")
+    say(f"report: {shown(readme)}")
     return 0

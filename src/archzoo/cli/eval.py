@@ -20,18 +20,21 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
+    from ..validate import arg_type as T
+    from ..validate import device_arg
+
     p = subparsers.add_parser("eval", help="evaluate a checkpoint on a labelled dataset",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="a .safetensors checkpoint, or <model>.<tag> of shipped weights")
     p.add_argument("--data", required=True, help="digits | shapes | an ImageFolder tree | CIFAR batches | MNIST IDX")
     p.add_argument("--subset", help="the split to read where the data has several (default: test; a plain tree: itself)")
-    p.add_argument("--held-out", type=float, metavar="F",
+    p.add_argument("--held-out", type=T("held_out"), metavar="F",
                    help="score the validation part of DATA split off as by `train --val-split F`")
-    p.add_argument("--seed", type=int, default=0, help="the split seed with --held-out (default 0)")
-    p.add_argument("-b", "--batch-size", type=int, default=256)
+    p.add_argument("--seed", type=T("seed"), default=0, help="the split seed with --held-out (default 0)")
+    p.add_argument("-b", "--batch-size", type=T("batch_size"), default=256, help="images per batch (default 256)")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of stopping")
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
-    p.add_argument("--workers", type=int, help="DataLoader processes for folders not held in memory")
+    p.add_argument("--device", type=device_arg, help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--workers", type=T("workers"), help="DataLoader processes for folders not held in memory")
     p.add_argument("--confusion", metavar="PNG", help="also draw the confusion matrix to this file")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -76,35 +79,38 @@ def load_eval_data(spec: str, meta: dict, subset: str | None, skip_bad: bool, he
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.evaluate import evaluate_model
-    from ..hub import load_checkpoint
+    from ..engine.evaluate import evaluate_model, model_task
+    from ..shipped import load_checkpoint
     from .common import checkpoint_input, console, print_json, print_table
 
+    from ..validate import check_writable_file, shown
+
+    if args.confusion:
+        check_writable_file(args.confusion, "--confusion")
     model, meta = load_checkpoint(args.checkpoint)
     data, bad_files = load_eval_data(args.data, meta, args.subset, args.skip_bad, args.held_out, args.seed)
     _, size, mean, std = checkpoint_input(model, meta)
-    m = evaluate_model(model, data, input_size=size, mean=mean, std=std, class_names=meta.get("class_names"),
-                       batch_size=args.batch_size, device=args.device, workers=args.workers)
     names = meta.get("class_names") or [str(i) for i in range(model.num_classes)]
+    task = model_task(model, names)  # the card's task decides what is measured and shown
+    m = evaluate_model(model, data, input_size=size, mean=mean, std=std, class_names=meta.get("class_names"),
+                       batch_size=args.batch_size, device=args.device, workers=args.workers, task=task)
     if args.confusion:
         from ..engine.report import plot_confusion
+        from ..validate import UserError
 
-        plot_confusion(m["confusion"], names, args.confusion)
-    result = {"checkpoint": str(args.checkpoint), "model": meta.get("model"), "data": str(args.data),
-              "held_out": args.held_out,
-              "accuracy": m["accuracy"], "top5": m["top5"], "loss": m["loss"], "count": m["count"],
-              "per_class_accuracy": m["per_class_accuracy"], "skipped_files": len(bad_files)}
-    if len(names) <= 100:
-        result["confusion"] = m["confusion"]
+        if "confusion" not in m:
+            raise UserError(f"--confusion: a {task.name} model has no confusion matrix")
+        plot_confusion(m["confusion"], names, args.confusion, unit="pixels" if task.name == "segmentation" else "images")
+    result = {"checkpoint": shown(args.checkpoint), "model": meta.get("model"), "data": shown(args.data),
+              "held_out": args.held_out, **task.eval_result(m), "skipped_files": len(bad_files),
+              "skipped": [{"file": shown(f), "reason": shown(r)} for f, r in bad_files]}
     if args.json:
         print_json(result)
         return 0
-    print_table(f"{meta.get('model')} on {args.data}", ["metric", "value"],
-                [["top-1 accuracy", f"{m['accuracy']:.2%}"], ["top-5 accuracy", f"{m['top5']:.2%}"],
-                 ["loss", f"{m['loss']:.4f}"], ["images", m["count"]]], justify_right={"value"})
-    if len(m["per_class_accuracy"]) <= 30:
-        print_table("per class", ["class", "accuracy"], [[k, f"{v:.1%}"] for k, v in m["per_class_accuracy"].items()],
-                    justify_right={"accuracy"})
+    for title, columns, rows in task.eval_tables(m):
+        print_table(title or f"{meta.get('model')} on {shown(args.data)}", columns, rows, justify_right={columns[-1]})
     if bad_files:
-        console().print(f"skipped {len(bad_files)} unreadable files")
+        console().print(f"skipped {len(bad_files)} unreadable files:", highlight=False)
+        for f, r in bad_files:
+            console().print(f"  {shown(f)}: {shown(r)}", highlight=False, markup=False)
     return 0

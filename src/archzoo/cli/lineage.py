@@ -17,6 +17,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from ..validate import check_writable_file, shown
+
+    if args.plot:
+        check_writable_file(args.plot, "--plot")
     data = lineage(args.task)
     family_year = {f["family"]: f["year"] for f in data["families"]}
     if args.plot:
@@ -45,5 +49,5 @@ def run(args) -> int:
         if r["retrofitted"]:
             out.print(f"        retrofitted by its reference port: {', '.join(r['retrofitted'])}", highlight=False)
     if args.plot:
-        out.print(f"\npicture written to {args.plot}")
+        out.print(f"\npicture written to {shown(args.plot)}", markup=False, highlight=False)
     return 0

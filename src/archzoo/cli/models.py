@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 
-from ..hub import list_shipped
+from ..shipped import list_shipped
 from ..profile import model_stats
 from ..registry import list_models, model_card
 from .common import print_json, print_table
@@ -24,6 +24,10 @@ def register(sub) -> None:
 def run(args) -> int:
     if args.weights:
         return _run_weights(args)
+    if args.family is not None:
+        families = sorted({model_card(n).family for n in list_models()})
+        if args.family not in families:
+            raise ValueError(f"unknown family {args.family!r}; the families are {', '.join(families)}")
     names = list_models(args.pattern, task=args.task, trick=args.trick, family=args.family)
     rows = []
     for name in names:

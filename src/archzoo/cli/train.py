@@ -26,51 +26,53 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
     """The :class:`~archzoo.engine.config.TrainConfig` options, shared by ``train`` and benchmarks."""
     from ..engine.config import AUGMENTS, COMPILE_MODES, FREEZE, OPTIMIZERS, SCHEDULES
 
+    from ..validate import arg_type as T
+
     d = _defaults()
     B = argparse.BooleanOptionalAction
     g = p.add_argument_group("recipe (left out: the default, or the resumed run's value)")
-    g.add_argument("--epochs", type=int, default=S, help=f"epochs (default {d['epochs']})")
-    g.add_argument("-b", "--batch-size", type=int, default=S,
+    g.add_argument("--epochs", type=T("epochs"), default=S, help=f"epochs (default {d['epochs']})")
+    g.add_argument("-b", "--batch-size", type=T("batch_size"), default=S,
                    help=f"global batch size, split across torchrun processes (default {d['batch_size']})")
     g.add_argument("--opt", choices=OPTIMIZERS, default=S, help="optimizer (default sgd, with Nesterov momentum)")
-    g.add_argument("--lr", type=float, default=S, help="peak learning rate (default 0.1 x batch/128 for SGD, 1e-3 x batch/512 for AdamW)")
-    g.add_argument("--momentum", type=float, default=S, help=f"SGD momentum (default {d['momentum']})")
+    g.add_argument("--lr", type=T("lr"), default=S, help="peak learning rate (default 0.1 x batch/128 for SGD, 1e-3 x batch/512 for AdamW)")
+    g.add_argument("--momentum", type=T("momentum"), default=S, help=f"SGD momentum (default {d['momentum']})")
     g.add_argument("--nesterov", action=B, default=S, help="Nesterov momentum (default on)")
-    g.add_argument("--weight-decay", "--wd", type=float, default=S, dest="weight_decay",
+    g.add_argument("--weight-decay", "--wd", type=T("weight_decay"), default=S, dest="weight_decay",
                    help="weight decay, never on norms and biases (default 5e-4 SGD, 0.05 AdamW)")
     g.add_argument("--sched", choices=SCHEDULES, default=S, help="learning-rate schedule (default cosine)")
-    g.add_argument("--warmup-epochs", type=float, default=S, help="linear warm-up epochs (default 0)")
-    g.add_argument("--min-lr-ratio", type=float, default=S, help="cosine/one-cycle floor relative to --lr (default 0)")
-    g.add_argument("--milestones", type=float, nargs="+", default=S, help="step schedule: epochs where lr *= --gamma (default 50%% and 75%% of the run)")
-    g.add_argument("--gamma", type=float, default=S, help=f"step schedule factor (default {d['gamma']})")
-    g.add_argument("--label-smoothing", type=float, default=S, help="label smoothing (default 0)")
-    g.add_argument("--mixup", type=float, default=S, help="mixup Beta alpha, e.g. 0.2 (default off)")
-    g.add_argument("--cutmix", type=float, default=S, help="cutmix Beta alpha, e.g. 1.0 (default off)")
-    g.add_argument("--mix-prob", type=float, default=S, help="probability of mixing a batch (default 1)")
-    g.add_argument("--ema", type=float, nargs="?", const=0.999, default=S,
+    g.add_argument("--warmup-epochs", type=T("warmup_epochs"), default=S, help="linear warm-up epochs (default 0)")
+    g.add_argument("--min-lr-ratio", type=T("min_lr_ratio"), default=S, help="cosine/one-cycle floor relative to --lr (default 0)")
+    g.add_argument("--milestones", type=T("milestones"), nargs="+", default=S, help="step schedule: epochs where lr *= --gamma (default 50%% and 75%% of the run)")
+    g.add_argument("--gamma", type=T("gamma"), default=S, help=f"step schedule factor (default {d['gamma']})")
+    g.add_argument("--label-smoothing", type=T("label_smoothing"), default=S, help="label smoothing (default 0)")
+    g.add_argument("--mixup", type=T("mixup"), default=S, help="mixup Beta alpha, e.g. 0.2 (default off)")
+    g.add_argument("--cutmix", type=T("cutmix"), default=S, help="cutmix Beta alpha, e.g. 1.0 (default off)")
+    g.add_argument("--mix-prob", type=T("mix_prob"), default=S, help="probability of mixing a batch (default 1)")
+    g.add_argument("--ema", type=T("ema"), nargs="?", const=0.999, default=S,
                    help="keep (and evaluate) an EMA of the weights with this decay (bare flag: 0.999)")
-    g.add_argument("--distill", type=float, default=S,
+    g.add_argument("--distill", type=T("distill"), default=S,
                    help="weight of the distillation loss with --teacher, 0..1 (default 0.5 with a teacher)")
-    g.add_argument("--distill-temperature", type=float, default=S, help="distillation softmax temperature (default 4)")
-    g.add_argument("--clip-grad", type=float, default=S, help="clip the global gradient norm to this value")
-    g.add_argument("--aux-weight", type=float, default=S, help="weight of auxiliary-classifier losses (default 0.3)")
+    g.add_argument("--distill-temperature", type=T("distill_temperature"), default=S, help="distillation softmax temperature (default 4)")
+    g.add_argument("--clip-grad", type=T("clip_grad"), default=S, help="clip the global gradient norm to this value")
+    g.add_argument("--aux-weight", type=T("aux_weight"), default=S, help="weight of auxiliary-classifier losses (default 0.3)")
     g.add_argument("--amp", action=B, default=S, help="bf16 autocast (default: on for CUDA)")
     g.add_argument("--channels-last", action=B, default=S, help="channels_last memory format (default: on for CUDA)")
     g.add_argument("--compile", action=B, default=S, help="torch.compile the model (default off)")
     g.add_argument("--compile-mode", choices=COMPILE_MODES, default=S,
                    help="torch.compile mode; reduce-overhead adds CUDA graphs for small, launch-bound models (default: default)")
-    g.add_argument("--seed", type=int, default=S, help="random seed (default 0)")
+    g.add_argument("--seed", type=T("seed"), default=S, help="random seed (default 0)")
     g.add_argument("--deterministic", action=B, default=S, help="bit-for-bit repeatable training (default off)")
     g.add_argument("--freeze", choices=FREEZE, default=S, help="'backbone': train the classifier only (default none)")
-    g.add_argument("--backbone-lr-scale", type=float, default=S, help="learning-rate factor for everything but the classifier (default 1)")
+    g.add_argument("--backbone-lr-scale", type=T("backbone_lr_scale"), default=S, help="learning-rate factor for everything but the classifier (default 1)")
     g.add_argument("--augment", choices=AUGMENTS, default=S, help="training augmentation (default basic: crop and flip)")
-    g.add_argument("--pad", type=int, default=S, help=f"padding of the random crop of small images (default {d['pad']})")
+    g.add_argument("--pad", type=T("pad"), default=S, help=f"padding of the random crop of small images (default {d['pad']})")
     g.add_argument("--flip", action=B, default=S, help="random horizontal flips (default on)")
-    g.add_argument("--erase", type=float, default=S,
+    g.add_argument("--erase", type=T("erase"), default=S,
                    help="random erasing: probability of blanking a random box of each training image with noise (default 0)")
-    g.add_argument("--workers", type=int, default=S, help="DataLoader processes for data not held in memory")
+    g.add_argument("--workers", type=T("workers"), default=S, help="DataLoader processes for data not held in memory")
     g.add_argument("--fast-path", action=B, default=S, help="augment in-memory data on the device in batches (default on)")
-    g.add_argument("--eval-every", type=int, default=S, help="validate every N epochs (default 1)")
+    g.add_argument("--eval-every", type=T("eval_every"), default=S, help="validate every N epochs (default 1)")
 
 
 def recipe_options(args: argparse.Namespace) -> dict:
@@ -82,26 +84,29 @@ def recipe_options(args: argparse.Namespace) -> dict:
 
 
 def register(subparsers) -> None:
+    from ..validate import arg_type as T
+    from ..validate import device_arg
+
     p = subparsers.add_parser("train", help="train or fine-tune a model on an image dataset",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", nargs="?", help="a model name (archzoo models); optional with --resume")
     data = p.add_argument_group("data")
     data.add_argument("--data", help="digits | shapes | an ImageFolder tree | a CIFAR batches folder | an MNIST IDX folder")
     data.add_argument("--val-data", help="a separate validation set (default: hold out --val-split of --data)")
-    data.add_argument("--val-split", type=float, default=0.1, help="fraction of every class held out for validation (default 0.1)")
-    data.add_argument("--image-size", type=int, help="model input side (default: the data's for in-memory sets, else the model's)")
+    data.add_argument("--val-split", type=T("val_split"), default=0.1, help="fraction of every class held out for validation (default 0.1)")
+    data.add_argument("--image-size", type=T("image_size"), help="model input side (default: the data's for in-memory sets, else the model's)")
     data.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of stopping")
-    data.add_argument("--train-limit", type=int, help="train on a seeded random subset of this many images")
-    data.add_argument("--val-limit", type=int, help="validate on a seeded random subset of this many images")
+    data.add_argument("--train-limit", type=T("train_limit"), help="train on a seeded random subset of this many images")
+    data.add_argument("--val-limit", type=T("val_limit"), help="validate on a seeded random subset of this many images")
     m = p.add_argument_group("model and run")
     m.add_argument("--init", help="initial weights: our checkpoint, a torchvision/timm state dict, or <model>.<tag>")
     m.add_argument("--teacher", help="distil from this trained checkpoint (or <model>.<tag>) of the same classes")
-    m.add_argument("--drop-rate", type=float, help="dropout before the classifier")
-    m.add_argument("--drop-path-rate", type=float, help="stochastic depth rate")
+    m.add_argument("--drop-rate", type=T("drop_rate"), help="dropout before the classifier")
+    m.add_argument("--drop-path-rate", type=T("drop_path_rate"), help="stochastic depth rate")
     m.add_argument("--out", help="run folder (default: runs/<model>, numbered if taken)")
     m.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR where it stopped")
     m.add_argument("--overwrite", action="store_true", help="start afresh in an --out that holds a run")
-    m.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    m.add_argument("--device", type=device_arg, help="cpu, cuda or cuda:N (default: cuda when available)")
     o = p.add_argument_group("output")
     o.add_argument("--quiet", action="store_true", help="print nothing but errors")
     o.add_argument("--log-json", action="store_true", help="JSON-lines events on stdout instead of the progress bar")
@@ -139,11 +144,20 @@ def run(args: argparse.Namespace) -> int:
         return 1
     from ..engine import distributed as dist
 
+    from ..validate import shown
+
+    folder = args.resume or out
+    skipped = summary.get("skipped_files") or []
+    if skipped and not args.quiet and dist.is_main():
+        from ..engine.api import SKIPPED_FILE
+
+        names = ", ".join(s["file"] for s in skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+        print(f"archzoo train: skipped {len(skipped)} unreadable files or folders ({names}); all are listed in "
+              f"{shown(Path(folder) / SKIPPED_FILE)}", file=sys.stderr)
     if log == "bar" and dist.is_main():
-        folder = args.resume or out
         acc = summary.get("val_accuracy")
         result = f"validation accuracy {acc:.2%} ({summary['val_count']} images)" if acc is not None else \
             f"training loss {summary['train_loss']:.4f}"
         print(f"{summary['model']}: {result}; best epoch {summary['best_epoch']}; "
-              f"{summary['time_s']:.0f} s; run folder {folder}")
+              f"{summary['time_s']:.0f} s; run folder {shown(folder)}")
     return 0

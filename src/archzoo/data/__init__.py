@@ -2,14 +2,16 @@
 
     from archzoo.data import load_dataset, build_transform
     splits = load_dataset("digits", val_split=0.1, seed=0)
-    image, label = splits.train[0]          # uint8 [1, 32, 32], int
+    image, target = splits.train[0]         # uint8 [1, 32, 32], {"label": int64 tensor}
     splits.train.images                     # uint8 [N, C, H, W] when decoded in memory
 
 ``spec`` is ``"digits"`` or ``"shapes"`` (built in, no download: :mod:`.digits`,
 :mod:`.shapes`) or a path to an ImageFolder tree (:mod:`.folder`), a CIFAR-10/100
 python-batches folder (:mod:`.cifar`) or a folder of MNIST/Fashion-MNIST IDX files
-(:mod:`.idx`). Every loader returns one :class:`ImageDataset`; :func:`load_dataset` then holds
-out a stratified, seeded validation split.
+(:mod:`.idx`); ``"shapes-det"`` and ``"shapes-seg"`` are the built-in detection and
+segmentation sets (targets: :mod:`.dataset`). Every loader returns one :class:`ImageDataset`;
+:func:`load_dataset` then holds out a seeded validation split (stratified by class for
+classification).
 """
 
 from __future__ import annotations
@@ -18,14 +20,16 @@ import os
 import warnings
 from pathlib import Path
 
-from .dataset import DatasetSplits, ImageDataset, split_dataset, stratified_split
+from .dataset import IGNORE_INDEX, TASKS, DatasetSplits, ImageDataset, split_dataset, stratified_split
 from .transforms import build_transform
 
-BUILTIN = ("digits", "shapes")
+BUILTIN = ("digits", "shapes", "shapes-det", "shapes-seg")
+_SHAPES_TASKS = {"shapes": "classification", "shapes-det": "detection", "shapes-seg": "segmentation"}
 # digits, shapes, CIFAR and MNIST have a train and a test set only: a validation request reads the test set
 _TEST_ALIASES = {"val": "test", "valid": "test", "validation": "test", "t10k": "test"}
 
-__all__ = ["BUILTIN", "DatasetSplits", "ImageDataset", "build_transform", "load_dataset", "stratified_split"]
+__all__ = ["BUILTIN", "IGNORE_INDEX", "TASKS", "DatasetSplits", "ImageDataset", "build_transform", "load_dataset",
+           "stratified_split"]
 
 
 def load_dataset(
@@ -59,12 +63,16 @@ def load_dataset(
         from .digits import load_digits_dataset
 
         ds = load_digits_dataset(official, size=image_size)
-    elif name == "shapes":
+    elif name in _SHAPES_TASKS:
         from .shapes import load_shapes_dataset
 
-        ds = load_shapes_dataset(official, size=image_size)
+        ds = load_shapes_dataset(official, size=image_size, task=_SHAPES_TASKS[name])
     else:
         path = Path(spec).expanduser()
+        if path.is_symlink() and not path.exists():
+            from .folder import _link_problem
+
+            raise ValueError(f"dataset path {path} is a {_link_problem(path)}")
         if not path.exists():
             raise FileNotFoundError(f"dataset {name!r} is neither a built-in ({', '.join(BUILTIN)}) nor an existing path")
         if not path.is_dir():

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..validate import shown
 from .dataset import ImageDataset
 
 try:  # numpy >= 2 moved the pickling helpers to numpy._core
@@ -122,7 +123,8 @@ def is_cifar_dir(path: Path) -> bool:
 
 
 def _names(values) -> list[str]:
-    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
+    """Class names, printable whatever the bytes (not UTF-8: ``\\xNN`` escapes)."""
+    return [v.decode("utf-8", "backslashreplace") if isinstance(v, bytes) else shown(v) for v in values]
 
 
 def load_cifar(path: Path, subset: str = "train", *, skip_bad: bool = False) -> tuple[ImageDataset, list]:

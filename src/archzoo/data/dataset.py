@@ -1,8 +1,23 @@
 """The dataset objects every loader returns: :class:`ImageDataset` and :class:`DatasetSplits`.
 
-An :class:`ImageDataset` yields ``(uint8 tensor [C, H, W], int label)``. It holds either the
-whole set decoded in memory (``images``: uint8 ``[N, C, H, W]``) or a list of files decoded
-one item at a time (``images`` is ``None``); ``labels`` (int64 ``[N]``) is always there.
+One interface for every task: ``ds[i]`` is ``(uint8 image [C, H, W], target)``, the target a
+dict of tensors whose keys depend on ``ds.task``:
+
+============== ===================================================================================
+classification ``label`` int64 ``[]``
+detection      ``boxes`` float32 ``[k, 4]`` ``(x1, y1, x2, y2)`` in pixels, ``labels`` int64 ``[k]``
+segmentation   ``mask`` int64 ``[H, W]``: the class of each pixel, :data:`IGNORE_INDEX` (255) where
+               a pixel is not scored (padding added by a crop, unlabelled borders)
+============== ===================================================================================
+
+Labels index ``class_names``; a segmentation set names its background class (usually class 0).
+A dataset holds either the whole set decoded in memory (``images``: uint8 ``[N, C, H, W]``) or a
+list of files decoded one item at a time (``images`` is ``None``). Its targets are tensors in
+memory with one row per item, so a subset, a split or a cache keeps them: ``labels`` (int64
+``[N]``) for classification, ``targets`` for the rest: detection ``boxes [N, K, 4]`` and
+``labels [N, K]`` padded with label -1 (``ds[i]`` drops the padding), segmentation ``mask``
+uint8 ``[N, H, W]`` (so class indices stay below 255). Further per-item tensors in ``targets``
+(e.g. the object box of a one-object classification image) travel along and appear in ``ds[i]``.
 """
 
 from __future__ import annotations
@@ -13,55 +28,108 @@ from typing import Callable, Sequence
 import torch
 from torch.utils.data import Dataset
 
+TASKS = ("classification", "detection", "segmentation")
+IGNORE_INDEX = 255  # a segmentation mask's "not scored" value; the loss and the metrics skip it
+
 
 class ImageDataset(Dataset):
-    """Images with integer labels and the class names they index.
+    """Images with the targets of one ``task`` and the class names they index.
 
-    In memory: ``ImageDataset(class_names, labels, images=uint8 [N, C, H, W])``.
-    Lazy: ``ImageDataset(class_names, labels, files=[...], decode=fn)``, where ``decode(path)``
-    returns a uint8 ``[C, H, W]`` tensor. ``transform``, when set, is applied to each image
-    returned by ``ds[i]`` (the engine usually applies its own instead).
+    Classification in memory: ``ImageDataset(class_names, labels, images=uint8 [N, C, H, W])``;
+    lazy: ``ImageDataset(class_names, labels, files=[...], decode=fn)``, where ``decode(path)``
+    returns a uint8 ``[C, H, W]`` tensor. Detection and segmentation:
+    ``ImageDataset(class_names, images=..., task="segmentation", targets={"mask": uint8 [N, H, W]})``
+    (see the module doc for the keys). ``transform``, when set, is applied by ``ds[i]`` (the
+    engine applies its own instead): to the image alone for classification, as
+    ``transform(image, target) -> (image, target)`` otherwise, so boxes and masks move with it.
     """
 
     def __init__(
         self,
         class_names: Sequence[str],
-        labels: torch.Tensor | Sequence[int],
+        labels: torch.Tensor | Sequence[int] | None = None,
         images: torch.Tensor | None = None,
         files: Sequence[str] | None = None,
         decode: Callable[[str], torch.Tensor] | None = None,
         transform: Callable | None = None,
+        *,
+        task: str = "classification",
+        targets: dict[str, torch.Tensor] | None = None,
     ) -> None:
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+        self.task = task
         self.class_names = list(class_names)
-        self.labels = torch.as_tensor(labels, dtype=torch.int64).reshape(-1)
         if (images is None) == (files is None):
             raise ValueError("give either images (decoded in memory) or files with a decode function")
-        if images is not None:
-            if images.dtype != torch.uint8 or images.ndim != 4:
-                raise ValueError(f"images must be uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
-            if len(images) != len(self.labels):
-                raise ValueError(f"{len(images)} images but {len(self.labels)} labels")
-        if files is not None:
-            if decode is None:
-                raise ValueError("lazy datasets need a decode function")
-            files = list(files)
-            if len(files) != len(self.labels):
-                raise ValueError(f"{len(files)} files but {len(self.labels)} labels")
-        if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= len(self.class_names)):
-            raise ValueError(f"labels must lie in [0, {len(self.class_names)}), got {self.labels.min()}..{self.labels.max()}")
+        if files is not None and decode is None:
+            raise ValueError("lazy datasets need a decode function")
+        if images is not None and (images.dtype != torch.uint8 or images.ndim != 4):
+            raise ValueError(f"images must be uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
         self.images = images
-        self.files = files
+        self.files = list(files) if files is not None else None
         self.decode = decode
         self.transform = transform
+        n = len(images) if images is not None else len(self.files)
+        self.labels = None
+        if task == "classification":
+            if labels is None:
+                raise ValueError("a classification dataset needs labels")
+            self.labels = torch.as_tensor(labels, dtype=torch.int64).reshape(-1)
+            _check_range(self.labels, len(self.class_names), "labels")
+        elif labels is not None:
+            raise ValueError(f"a {task} dataset keeps its labels in targets, not in labels")
+        self.targets = dict(targets or {})
+        for name, t in {"labels": self.labels, **self.targets}.items():
+            if t is not None and len(t) != n:
+                raise ValueError(f"{n} images but {len(t)} rows of {name}")
+        self._check_targets()
+
+    def _check_targets(self) -> None:
+        t, k = self.targets, len(self.class_names)
+        if self.task == "detection":
+            if "boxes" not in t or "labels" not in t:
+                raise ValueError("a detection dataset needs targets 'boxes' [N, K, 4] and 'labels' [N, K]")
+            if t["boxes"].shape[:2] != t["labels"].shape or t["boxes"].shape[-1] != 4:
+                raise ValueError(f"boxes {tuple(t['boxes'].shape)} do not match labels {tuple(t['labels'].shape)}")
+            t["labels"] = t["labels"].to(torch.int64)
+            t["boxes"] = t["boxes"].to(torch.float32)
+            _check_range(t["labels"][t["labels"] >= 0], k, "box labels")
+        elif self.task == "segmentation":
+            mask = t.get("mask")
+            if mask is None or mask.dtype != torch.uint8 or mask.ndim != 3:
+                raise ValueError("a segmentation dataset needs targets 'mask': uint8 [N, H, W] class indices")
+            if self.images is not None and mask.shape[1:] != self.images.shape[2:]:
+                raise ValueError(f"masks {tuple(mask.shape[1:])} and images {tuple(self.images.shape[2:])} differ in size")
+            if k > IGNORE_INDEX:
+                raise ValueError(f"a segmentation dataset has at most {IGNORE_INDEX} classes, got {k}")
+            _check_range(mask[mask != IGNORE_INDEX], k, "mask values")
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.images) if self.images is not None else len(self.files)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def target(self, i: int) -> dict[str, torch.Tensor]:
+        """The target of item ``i`` (see the module doc), with any further per-item tensors."""
+        out = {k: v[i] for k, v in self.targets.items()}
+        if self.task == "classification":
+            out["label"] = self.labels[i]
+        elif self.task == "detection":
+            keep = out["labels"] >= 0
+            per_object = self.targets["labels"].shape
+            out = {k: v[keep] if self.targets[k].shape[:2] == per_object else v for k, v in out.items()}
+        else:
+            out["mask"] = out["mask"].long()
+        return out
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         image = self.images[i] if self.images is not None else self.decode(self.files[i])
+        target = self.target(i)
         if self.transform is not None:
-            image = self.transform(image)
-        return image, int(self.labels[i])
+            if self.task == "classification":
+                image = self.transform(image)
+            else:
+                image, target = self.transform(image, target)
+        return image, target
 
     @property
     def num_classes(self) -> int:
@@ -79,21 +147,56 @@ class ImageDataset(Dataset):
         return getattr(self.decode, "channels", None) or self.decode(self.files[0]).shape[0]
 
     def class_counts(self) -> torch.Tensor:
-        return torch.bincount(self.labels, minlength=self.num_classes)
+        """Items per class (classification), objects per class (detection), pixels per class (segmentation)."""
+        if self.task == "classification":
+            values = self.labels
+        elif self.task == "detection":
+            values = self.targets["labels"][self.targets["labels"] >= 0]
+        else:
+            mask = self.targets["mask"]
+            values = mask[mask != IGNORE_INDEX].long()
+        return torch.bincount(values, minlength=self.num_classes)
+
+    def _like(self, class_names, labels, targets, idx=None) -> ImageDataset:
+        if idx is None:
+            source = dict(images=self.images) if self.images is not None else dict(files=self.files, decode=self.decode)
+        elif self.images is not None:
+            source = dict(images=self.images[idx])
+        else:
+            source = dict(files=[self.files[i] for i in idx.tolist()], decode=self.decode)
+        return ImageDataset(class_names, labels, **source, transform=self.transform, task=self.task, targets=targets)
 
     def subset(self, indices: torch.Tensor | Sequence[int]) -> ImageDataset:
-        """A new dataset of the items at ``indices`` (images are copied, not views of the parent)."""
+        """A new dataset of the items at ``indices``, targets included (images are copied, not
+        views of the parent)."""
         idx = torch.as_tensor(indices, dtype=torch.int64)
-        if self.images is not None:
-            return ImageDataset(self.class_names, self.labels[idx], images=self.images[idx], transform=self.transform)
-        return ImageDataset(
-            self.class_names, self.labels[idx], files=[self.files[i] for i in idx.tolist()],
-            decode=self.decode, transform=self.transform,
-        )
+        labels = self.labels[idx] if self.labels is not None else None
+        return self._like(self.class_names, labels, {k: v[idx] for k, v in self.targets.items()}, idx)
+
+    def remap_classes(self, class_names: Sequence[str], lut: torch.Tensor) -> ImageDataset:
+        """The same items with class ``c`` renamed to ``class_names[lut[c]]``: labels, box labels
+        or mask values are re-indexed (padding and :data:`IGNORE_INDEX` stay)."""
+        lut = torch.as_tensor(lut, dtype=torch.int64)
+        targets = dict(self.targets)
+        if self.task == "detection":
+            lab = targets["labels"]
+            targets["labels"] = torch.where(lab >= 0, lut[lab.clamp(min=0)], lab)
+        elif self.task == "segmentation":
+            full = torch.full((256,), IGNORE_INDEX, dtype=torch.int64)
+            full[: len(lut)] = lut
+            targets["mask"] = full[targets["mask"].long()].to(torch.uint8)
+        labels = lut[self.labels] if self.labels is not None else None
+        return self._like(class_names, labels, targets)
 
     def __repr__(self) -> str:
         where = f"images={tuple(self.images.shape)}" if self.images is not None else f"files={len(self.files)} (lazy)"
-        return f"ImageDataset(n={len(self)}, classes={self.num_classes}, {where})"
+        task = "" if self.task == "classification" else f"task={self.task}, "
+        return f"ImageDataset(n={len(self)}, {task}classes={self.num_classes}, {where})"
+
+
+def _check_range(values: torch.Tensor, k: int, what: str) -> None:
+    if len(values) and (values.min() < 0 or values.max() >= k):
+        raise ValueError(f"{what} must lie in [0, {k}), got {int(values.min())}..{int(values.max())}")
 
 
 @dataclass
@@ -128,8 +231,13 @@ def stratified_split(labels: torch.Tensor, val_split: float, seed: int) -> tuple
 
 
 def split_dataset(ds: ImageDataset, val_split: float, seed: int) -> tuple[ImageDataset, ImageDataset | None]:
-    """``(train, val)`` by :func:`stratified_split`; ``val`` is ``None`` when ``val_split`` is 0."""
+    """``(train, val)``; ``val`` is ``None`` when ``val_split`` is 0. Classification sets are
+    split per class (:func:`stratified_split`); detection and segmentation sets, whose images
+    hold several classes, by one seeded permutation (``round(val_split * n)`` items to val)."""
     if val_split == 0:
         return ds, None
-    tr, va = stratified_split(ds.labels, val_split, seed)
+    if ds.task == "classification":
+        tr, va = stratified_split(ds.labels, val_split, seed)
+    else:
+        tr, va = stratified_split(torch.zeros(len(ds), dtype=torch.int64), val_split, seed)
     return ds.subset(tr), ds.subset(va)

@@ -32,6 +32,7 @@ by the tree's file list, sizes and modification times and the loading options; n
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -43,6 +44,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..validate import shown
 from .dataset import ImageDataset
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm", ".pnm")
@@ -57,8 +59,9 @@ _GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"
 class BadImageError(ValueError):
     """A file that cannot become a training image; ``path`` and ``reason`` say which and why."""
 
-    def __init__(self, path: str | os.PathLike, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
+    def __init__(self, path: str | os.PathLike, reason: str = "") -> None:
+        # one argument (a whole message) too: how DataLoader workers re-raise it in the main process
+        super().__init__(f"{shown(path)}: {reason}" if reason else str(path))
         self.path, self.reason = str(path), reason
 
 
@@ -79,6 +82,8 @@ def _open(path: str | os.PathLike) -> Image.Image:
         raise BadImageError(path, f"refused by Pillow's decompression-bomb guard: {e}") from None
     except OSError as e:
         raise BadImageError(path, f"cannot be read: {e}") from None
+    except Exception as e:  # Pillow's plugins raise many kinds of errors on malformed headers
+        raise BadImageError(path, f"not a readable image ({type(e).__name__}: {e})") from None
     w, h = img.size
     if w * h > MAX_IMAGE_PIXELS:
         img.close()
@@ -142,8 +147,8 @@ def decode_image(path: str | os.PathLike, channels: int | None = 3, image_size: 
         a = _to_array(img)
     except BadImageError:
         raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise BadImageError(path, f"pixel data is truncated or corrupt: {e}") from None
+    except Exception as e:  # OSError, ValueError, SyntaxError, struct.error, EOFError ... from the decoders
+        raise BadImageError(path, f"pixel data is truncated or corrupt ({type(e).__name__}: {e})") from None
     finally:
         img.close()
     if image_size:
@@ -182,32 +187,102 @@ def resolve_root(root: Path, subset: str) -> Path:
                      "pass subset= one of them")
 
 
-def _walk(folder: Path) -> list[os.DirEntry]:
-    """All non-hidden files under ``folder``, recursively, sorted by path."""
+def _link_problem(entry: os.DirEntry | Path) -> str | None:
+    """Why a symbolic link cannot be followed (dangling, or a loop), else ``None``."""
+    path = entry.path if isinstance(entry, os.DirEntry) else str(entry)
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return f"symbolic link to {shown(os.readlink(path))}, which does not exist"
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "symbolic link loop (the link points, directly or not, to itself)"
+        return f"cannot be read: {e.strerror or e}"
+    return None
+
+
+def _is_cycle(real: str, chain: tuple[str, ...]) -> bool:
+    """Whether the folder at real path ``real`` is on the walk already (``chain``) or above it:
+    walking it would never end."""
+    return any(c == real or c.startswith(real.rstrip(os.sep) + os.sep) for c in chain)
+
+
+def _walk(folder: Path, chain: tuple[str, ...], bad: list, skip_bad: bool) -> list[os.DirEntry]:
+    """All non-hidden files under ``folder``, recursively, sorted by path. Symbolic links are
+    followed; one that dangles, loops, or leads back to a folder being walked (``chain``: the real
+    paths above) raises, or with ``skip_bad`` is listed in ``bad``."""
     out: list[os.DirEntry] = []
-    stack = [str(folder)]
+    stack = [(str(folder), chain + (os.path.realpath(folder),))]
     while stack:
-        with os.scandir(stack.pop()) as it:
-            for e in it:
-                if e.name.startswith("."):
+        path, above = stack.pop()
+        try:
+            with os.scandir(path) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            _bad(bad, skip_bad, path, f"folder cannot be read: {e.strerror or e}")
+            continue
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            if e.is_symlink():
+                problem = _link_problem(e)
+                if problem:
+                    _bad(bad, skip_bad, e.path, problem)
                     continue
-                if e.is_dir(follow_symlinks=True):
-                    stack.append(e.path)
-                elif e.is_file(follow_symlinks=True):
-                    out.append(e)
+            if e.is_dir(follow_symlinks=True):
+                real = os.path.realpath(e.path)
+                if _is_cycle(real, above):
+                    _bad(bad, skip_bad, e.path, f"symbolic link to {shown(real)}, a folder above it: "
+                                                "following it would never end")
+                    continue
+                stack.append((e.path, above + (real,)))
+            elif e.is_file(follow_symlinks=True):
+                out.append(e)
+            else:  # reading a FIFO would wait forever
+                _bad(bad, skip_bad, e.path, "not a regular file (a FIFO, socket or device)")
     return sorted(out, key=lambda e: e.path)
+
+
+def _bad(bad: list, skip_bad: bool, path: str, reason: str) -> None:
+    if not skip_bad:
+        raise BadImageError(path, reason + "; remove it or pass skip_bad=True (--skip-bad)")
+    bad.append((path, reason))
+
+
+def _class_dirs(root: Path, bad: list, skip_bad: bool) -> list[Path]:
+    """The class folders of ``root`` (links followed), sorted; broken links and links back up are bad."""
+    chain = (os.path.realpath(root),)
+    dirs = []
+    for e in sorted(os.scandir(root), key=lambda e: e.name):
+        if e.name.startswith("."):
+            continue
+        if e.is_symlink():
+            problem = _link_problem(e)
+            if problem:
+                _bad(bad, skip_bad, e.path, problem)
+                continue
+        if e.is_dir(follow_symlinks=True):
+            if _is_cycle(os.path.realpath(e.path), chain):
+                _bad(bad, skip_bad, e.path, "symbolic link to the tree itself or a folder above it: following it "
+                                            "would never end")
+                continue
+            dirs.append(Path(e.path))
+    return dirs
 
 
 def scan_tree(root: Path, skip_bad: bool):
     """Class names, image files with their labels and ``(size, mtime_ns)`` stats, and the bad
-    classes skipped. Raises for an empty class folder or one without images unless ``skip_bad``."""
-    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes skipped. Raises for an empty class folder or one without images unless ``skip_bad``.
+    A class folder's name that is not UTF-8 becomes its printable form (``\\xNN`` escapes)."""
+    bad: list = []
+    class_dirs = _class_dirs(root, bad, skip_bad)
     if not class_dirs:
-        raise ValueError(f"{root} has no class folders; an ImageFolder tree is {root}/<class>/<image files>")
-    classes, files, labels, stats, bad = [], [], [], [], []
+        raise ValueError(f"{shown(root)} has no class folders; an ImageFolder tree is {shown(root)}/<class>/<image files>")
+    chain = (os.path.realpath(root),)
+    classes, files, labels, stats = [], [], [], []
     ignored: Counter = Counter()
     for d in class_dirs:
-        entries = _walk(d)
+        entries = _walk(d, chain, bad, skip_bad)
         images = []
         for e in entries:
             if e.name.lower().endswith(IMAGE_EXTENSIONS):
@@ -215,10 +290,10 @@ def scan_tree(root: Path, skip_bad: bool):
             else:
                 ignored[Path(e.name).suffix.lower() or "(no extension)"] += 1
         if not images:
-            others = ", ".join(sorted(e.name for e in entries)[:5]) + (", ..." if len(entries) > 5 else "")
+            others = ", ".join(sorted(shown(e.name) for e in entries)[:5]) + (", ..." if len(entries) > 5 else "")
             reason = f"class folder has no image files (only {others})" if entries else "empty class folder"
             if not skip_bad:
-                raise ValueError(f"{d}: {reason}; remove it or pass skip_bad=True")
+                raise ValueError(f"{shown(d)}: {reason}; remove it or pass skip_bad=True")
             bad.append((str(d), reason))
             continue
         for e in images:
@@ -226,11 +301,15 @@ def scan_tree(root: Path, skip_bad: bool):
             files.append(e.path)
             stats.append((st.st_size, st.st_mtime_ns))
             labels.append(len(classes))
-        classes.append(d.name)
+        classes.append(shown(d.name))
     if not classes:
-        raise ValueError(f"{root}: no class folder holds any image ({', '.join(IMAGE_EXTENSIONS)})")
+        raise ValueError(f"{shown(root)}: no class folder holds any image ({', '.join(IMAGE_EXTENSIONS)})")
+    dup = sorted({c for c in classes if classes.count(c) > 1})
+    if dup:
+        raise ValueError(f"{shown(root)}: the class folders {dup[:5]} have the same printable name "
+                         "(one is not UTF-8); rename one")
     if ignored:
-        warnings.warn(f"{root}: ignored {sum(ignored.values())} files that are not images by extension: "
+        warnings.warn(f"{shown(root)}: ignored {sum(ignored.values())} files that are not images by extension: "
                       + ", ".join(f"{n} {ext}" for ext, n in ignored.most_common()), stacklevel=3)
     return classes, files, labels, stats, bad
 
@@ -280,34 +359,72 @@ def _write_cache(path: Path, images: torch.Tensor, labels: torch.Tensor, meta: d
 # ---------------------------------------------------------------- loading
 
 
+def verify_image(path: str | os.PathLike) -> bool:
+    """Decode ``path`` fully (JPEGs at 1/8 scale, which still reads every byte) to find truncated
+    or corrupt pixel data now rather than mid-training; returns whether the image is grey.
+    Raises :class:`BadImageError`."""
+    img = _open(path)
+    try:
+        if img.format == "JPEG":
+            img.draft(img.mode, (max(img.size[0] // 8, 1), max(img.size[1] // 8, 1)))
+        img.load()
+        return img.mode in _GREY_MODES
+    except Exception as e:  # OSError, ValueError, SyntaxError, struct.error, EOFError ... from the decoders
+        raise BadImageError(path, f"pixel data is truncated or corrupt ({type(e).__name__}: {e})") from None
+    finally:
+        img.close()
+
+
+def _try_verify(path: str):
+    try:
+        return verify_image(path), None
+    except BadImageError as e:
+        return None, e
+
+
 def _decode_all(files: list[str], skip_bad: bool, image_size: int | None, bad: list):
     """One pass over ``files``. While every image has one size and the set fits in memory,
-    decode each into one ``[N, 3, H, W]`` tensor; once that fails, only read headers (the
-    dataset will decode lazily). Returns the kept indices, the tensor or ``None``, and whether
-    every image is grey."""
+    decode each into one ``[N, 3, H, W]`` tensor; once that fails, the rest are only verified
+    (:func:`verify_image`, in threads) and the dataset decodes them lazily. Either way every
+    file's pixels are read once here, so a bad one is reported (or skipped) before training.
+    Returns the kept indices, the tensor or ``None``, and whether every image is grey."""
     n, shape, images = len(files), None, None
     keep, grey, lazy = [], True, False
-    for i, f in enumerate(files):
+    i = 0
+    while i < n and not lazy:
+        f = files[i]
         try:
-            if lazy:
-                with _open(f) as img:
-                    grey &= img.mode in _GREY_MODES
-            else:
-                a = decode_image(f, None, image_size)
-                if shape is None:
-                    shape = a.shape[:2]
-                    lazy = n * 3 * shape[0] * shape[1] > MAX_MEMORY_BYTES
-                    images = None if lazy else torch.empty(n, 3, *shape, dtype=torch.uint8)
-                if a.shape[:2] != shape:  # differently sized images: decode them per item
-                    lazy, images = True, None
-                grey &= a.shape[2] == 1
-                if images is not None:
-                    images[len(keep)].numpy()[...] = a.transpose(2, 0, 1)  # grey broadcasts to 3 channels
+            a = decode_image(f, None, image_size)
+            if shape is None:
+                shape = a.shape[:2]
+                lazy = n * 3 * shape[0] * shape[1] > MAX_MEMORY_BYTES
+                images = None if lazy else torch.empty(n, 3, *shape, dtype=torch.uint8)
+            if a.shape[:2] != shape:  # differently sized images: decode them per item
+                lazy, images = True, None
+            grey &= a.shape[2] == 1
+            if images is not None:
+                images[len(keep)].numpy()[...] = a.transpose(2, 0, 1)  # grey broadcasts to 3 channels
             keep.append(i)
         except BadImageError as e:
             if not skip_bad:
                 raise
             bad.append((e.path, e.reason))
+        i += 1
+    if i < n:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))  # Pillow decodes without the GIL
+        try:
+            for j, (is_grey, err) in zip(range(i, n), pool.map(_try_verify, files[i:])):
+                if err is not None:
+                    if not skip_bad:
+                        raise err
+                    bad.append((err.path, err.reason))
+                    continue
+                grey &= is_grey
+                keep.append(j)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     if images is not None:
         images = images[: len(keep), :1].clone() if grey else images[: len(keep)]
     return keep, images, grey
@@ -343,7 +460,7 @@ def load_image_folder(root: Path, subset: str = "train", *, skip_bad: bool = Fal
 
     keep, images, grey = _decode_all(files, skip_bad, image_size, bad)
     if not keep:
-        raise ValueError(f"{root}: none of the image files could be read (first: {bad[0][0]}: {bad[0][1]})")
+        raise ValueError(f"{shown(root)}: none of the image files could be read (first: {shown(bad[0][0])}: {bad[0][1]})")
     labels_t = torch.as_tensor([labels[i] for i in keep], dtype=torch.int64)
     classes, labels_t = _drop_unreadable_classes(root, classes, labels_t, bad)
     if images is None:

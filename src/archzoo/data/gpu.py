@@ -7,6 +7,9 @@ normalise all of it with a handful of tensor operations (the per-sample transfor
 by ``pad``, a random ``s x s`` crop and a random horizontal flip per image (He et al. 2015,
 arXiv:1512.03385, section 4.2) — or, with ``scale=(lo, hi)``, a random-resized crop per image
 (Szegedy et al. 2014, arXiv:1409.4842) through one ``grid_sample``. Evaluation: resize only.
+
+A segmentation batch passes its masks along (``aug(images, masks)``): they get the same resize,
+crop and flip, sampled nearest, and the pixels a crop pads are :data:`~archzoo.data.IGNORE_INDEX`.
 """
 
 from __future__ import annotations
@@ -18,11 +21,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .dataset import IGNORE_INDEX
+
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as PIL and torchvision convert RGB to grey
 
 
 class BatchAugment(nn.Module):
-    """uint8 ``[B, C, H, W]`` (on any device) -> normalised float32 ``[B, C', s, s]`` there.
+    """uint8 ``[B, C, H, W]`` (on any device) -> normalised float32 ``[B, C', s, s]`` there;
+    with ``masks`` (``[B, H, W]`` class indices), ``(images, masks [B, s, s])``.
 
     ``in_chans`` (default ``len(mean)``) replicates grey to RGB or converts RGB to grey.
     ``generator`` (a ``torch.Generator`` on the batch's device) makes the draws reproducible.
@@ -74,17 +80,20 @@ class BatchAugment(nn.Module):
             return (x.float() * w).sum(1, keepdim=True).round_().to(x.dtype)
         raise ValueError(f"cannot convert {c}-channel images to {self.in_chans} channels")
 
-    def _resize(self, x: torch.Tensor) -> torch.Tensor:
+    def _resize(self, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         if x.shape[-2:] == (self.size, self.size):
-            return x
-        return F.interpolate(x.float(), size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
+            return x, mask
+        if mask is not None:  # nearest, as torchvision resizes a Mask
+            mask = F.interpolate(mask[:, None].float(), size=(self.size, self.size), mode="nearest")[:, 0].to(mask.dtype)
+        return F.interpolate(x.float(), size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True), mask
 
-    def _pad_crop_flip(self, x: torch.Tensor) -> torch.Tensor:
+    def _pad_crop_flip(self, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One gather does the crop and the flip: per image, rows ``oy..oy+s`` and columns
         ``ox..ox+s`` of the padded image, the columns reversed for flipped images."""
         b, c, s, p = x.shape[0], x.shape[1], self.size, self.pad
         if p:
             x = F.pad(x, (p, p, p, p))
+            mask = F.pad(mask, (p, p, p, p), value=IGNORE_INDEX) if mask is not None else None
         w = x.shape[-1]
         oy = (self._rand(b, x.device) * (2 * p + 1)).long().clamp_(max=2 * p)
         ox = (self._rand(b, x.device) * (2 * p + 1)).long().clamp_(max=2 * p)
@@ -94,10 +103,12 @@ class BatchAugment(nn.Module):
         if self.flip:
             flipped = self._rand(b, x.device) < 0.5
             cols = torch.where(flipped[:, None], cols.flip(1), cols)
-        index = (rows[:, :, None] * w + cols[:, None, :]).view(b, 1, s * s).expand(b, c, s * s)
-        return torch.gather(x.reshape(b, c, -1), 2, index).view(b, c, s, s)
+        index = (rows[:, :, None] * w + cols[:, None, :]).view(b, 1, s * s)
+        if mask is not None:
+            mask = torch.gather(mask.reshape(b, 1, -1), 2, index).view(b, s, s)
+        return torch.gather(x.reshape(b, c, -1), 2, index.expand(b, c, s * s)).view(b, c, s, s), mask
 
-    def _resized_crop_flip(self, x: torch.Tensor) -> torch.Tensor:
+    def _resized_crop_flip(self, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Random-resized crop as an affine sampling grid: per image a box of area fraction
         ``U(scale)`` and log-uniform aspect ``ratio``, placed uniformly, mirrored for flips."""
         b, dev = x.shape[0], x.device
@@ -114,7 +125,10 @@ class BatchAugment(nn.Module):
         theta = torch.zeros(b, 2, 3, device=dev)
         theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, cx, bh, cy
         grid = F.affine_grid(theta, [b, x.shape[1], self.size, self.size], align_corners=False)
-        return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+        if mask is not None:
+            mask = F.grid_sample(mask[:, None].float(), grid, mode="nearest", padding_mode="border",
+                                 align_corners=False)[:, 0].to(mask.dtype)
+        return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False), mask
 
     def _random_erase(self, x: torch.Tensor) -> torch.Tensor:
         """Random erasing (Zhong et al. 2017, arXiv:1708.04896), on normalised images: with
@@ -136,20 +150,24 @@ class BatchAugment(nn.Module):
         noise = torch.randn(x.shape, device=dev, generator=self.generator)
         return torch.where(box.unsqueeze(1), noise, x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, masks: torch.Tensor | None = None):
         if x.ndim != 4:
             raise ValueError(f"BatchAugment takes [B, C, H, W] batches, got shape {tuple(x.shape)}")
+        if masks is not None and masks.shape != (x.shape[0], *x.shape[2:]):
+            raise ValueError(f"masks {tuple(masks.shape)} do not match images {tuple(x.shape)}")
         x = self._match_channels(x)
         if self.training and self.scale is not None:
-            x = self._resized_crop_flip(x)
+            x, masks = self._resized_crop_flip(x, masks)
         else:
-            x = self._resize(x)
+            x, masks = self._resize(x, masks)
             if self.training:
-                x = self._pad_crop_flip(x)
+                x, masks = self._pad_crop_flip(x, masks)
         # (x / 255 - mean) / std as one multiply-add: buffers hold 255 * mean and 255 * std
         scale, shift = (1 / self.std).to(x.device), (-self.mean / self.std).to(x.device)
         x = torch.addcmul(shift, x.float(), scale)
-        return self._random_erase(x) if self.training and self.erase > 0 else x
+        if self.training and self.erase > 0:
+            x = self._random_erase(x)
+        return x if masks is None else (x, masks)
 
     def extra_repr(self) -> str:
         mode = f"scale={self.scale}" if self.scale else f"pad={self.pad}"

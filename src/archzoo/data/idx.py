@@ -76,7 +76,8 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
 def class_names_for(path: Path) -> list[str]:
     txt = path / "classes.txt"
     if txt.is_file():
-        names = [line.strip() for line in txt.read_text().splitlines() if line.strip()]
+        names = [line.strip() for line in txt.read_text(encoding="utf-8", errors="backslashreplace").splitlines()
+                 if line.strip()]
         if names:
             return names
     return FASHION_CLASSES if "fashion" in str(path.resolve()).lower() else DIGIT_CLASSES

@@ -14,8 +14,9 @@ the object's colour is kept away from the background's mean colour.
 
 Deterministic by seed: images are drawn in blocks of :data:`BLOCK`, block ``b`` of a stream
 from ``numpy.random.default_rng([seed, stream, b])``, so image ``i`` is the same whatever
-``n`` is asked for. The classification dataset (:func:`load_shapes_dataset`) uses stream 0
-for ``"train"`` and stream 1 for ``"test"``.
+``n`` is asked for. The datasets of :func:`load_shapes_dataset` use stream 0 for ``"train"``
+and stream 1 for ``"test"``: one object per image for classification, 1-4 for detection and
+segmentation (which share their images).
 
 Boxes are in pixels, ``x2``/``y2`` exclusive: pixel ``(row, col)`` is in the box iff
 ``x1 <= col < x2`` and ``y1 <= row < y2``. A mask pixel is on where the object covers at least
@@ -114,7 +115,9 @@ def _outline(cls: int, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 
 def _coverage(cls: torch.Tensor, cx, cy, radius, angle, size: int) -> torch.Tensor:
-    """Fraction of each pixel covered by each object, by 2x2 supersampling: float [M, S, S]."""
+    """Fraction of each pixel covered by each object, by 2x2 supersampling: float [M, S, S].
+    Every outline lies within its radius of its centre, so only a ``w x w`` window around each
+    object is evaluated (the whole image for large objects)."""
     m = len(cls)
     out = torch.zeros(m, size, size)
     if m == 0:
@@ -122,12 +125,17 @@ def _coverage(cls: torch.Tensor, cx, cy, radius, angle, size: int) -> torch.Tens
     t = (torch.arange(2 * size, dtype=torch.float32) + 0.5) / 2  # subpixel centres, in pixels
     for k in torch.unique(cls).tolist():
         sel = torch.nonzero(cls == k).flatten()
-        dx = t[None, None, :] - cx[sel, None, None]
-        dy = t[None, :, None] - cy[sel, None, None]
+        w = min(size, math.ceil(2 * float(radius[sel].max())) + 2)
+        ar = torch.arange(w)
+        x0 = (cx[sel] - radius[sel]).floor().long().clamp(0, size - w)
+        y0 = (cy[sel] - radius[sel]).floor().long().clamp(0, size - w)
+        dx = t[2 * x0[:, None] + torch.arange(2 * w)][:, None, :] - cx[sel, None, None]
+        dy = t[2 * y0[:, None] + torch.arange(2 * w)][:, :, None] - cy[sel, None, None]
         c, s, r = torch.cos(angle[sel])[:, None, None], torch.sin(angle[sel])[:, None, None], radius[sel][:, None, None]
         u, v = (c * dx + s * dy) / r, (-s * dx + c * dy) / r
         inside = _outline(k, u, v).float()
-        out[sel] = F.avg_pool2d(inside[:, None], 2)[:, 0]
+        rows, cols = (y0[:, None] + ar)[:, :, None], (x0[:, None] + ar)[:, None, :]
+        out[sel[:, None, None], rows, cols] = F.avg_pool2d(inside[:, None], 2)[:, 0]
     return out
 
 
@@ -276,18 +284,48 @@ def sample(index: int, size: int = SIZE, seed: int = 0, objects: int | tuple[int
     return {"image": blk.images[index % BLOCK], **blk.target(index % BLOCK)}
 
 
+DENSE_OBJECTS = (1, 4)  # objects per image of the detection and segmentation sets
+DENSE_SIZES = {"train": 4_000, "test": 1_000}
+
+
 @lru_cache(maxsize=4)
-def _cached(subset: str, size: int) -> Shapes:
-    return generate(TRAIN_SIZE if subset == "train" else TEST_SIZE, size=size, stream=subset)
+def _cached(subset: str, size: int, objects: tuple[int, int], n: int) -> Shapes:
+    return generate(n, size=size, objects=objects, stream=subset)
 
 
-def load_shapes_dataset(subset: str = "train", size: int | None = None) -> ImageDataset:
-    """The one-object classification set: 10,000 ``"train"`` or 2,000 ``"test"`` RGB images of
-    ``size`` (default 32) pixels. The objects' boxes and masks are on ``ds.boxes`` / ``ds.masks``
-    of this full set (a split made by ``load_dataset`` does not carry them)."""
+def semantic_masks(data: Shapes) -> torch.Tensor:
+    """uint8 ``[N, S, S]``: 0 for the background, ``1 + label`` where an object covers the pixel."""
+    sem = torch.zeros(data.masks.shape[0], *data.masks.shape[2:], dtype=torch.uint8)
+    for k in range(data.masks.shape[1]):
+        sem = torch.where(data.masks[:, k], (data.labels[:, k] + 1).to(torch.uint8)[:, None, None], sem)
+    return sem
+
+
+def load_shapes_dataset(subset: str = "train", size: int | None = None, task: str = "classification",
+                        n: int | None = None) -> ImageDataset:
+    """A ``shapes`` set for ``task`` (``load_dataset`` names: ``shapes``, ``shapes-det``,
+    ``shapes-seg``), RGB images of ``size`` (default 32) pixels.
+
+    * classification: one object per image, 10,000 ``"train"`` / 2,000 ``"test"`` images; the
+      object's box and mask ride along as targets ``box`` ``[4]`` and ``object_mask`` ``[S, S]``.
+    * detection: 1-4 objects per image, 4,000 / 1,000 images; ``boxes`` are the tight boxes of
+      the objects' masks (``x2``/``y2`` exclusive), ``labels`` index :data:`CLASS_NAMES`.
+    * segmentation: the same images as detection; ``mask`` is 0 for the background and
+      ``1 + label`` on each object, so ``class_names`` is ``["background", *CLASS_NAMES]``.
+
+    ``n`` takes the first ``n`` images instead (the same images, whatever ``n`` is)."""
     if subset not in STREAMS:
         raise ValueError(f"shapes has subsets 'train' and 'test', got {subset!r}")
-    data = _cached(subset, size or SIZE)
-    ds = ImageDataset(list(CLASS_NAMES), data.labels[:, 0].clone(), images=data.images.clone())  # callers may edit
-    ds.boxes, ds.masks = data.boxes[:, 0].clone(), data.masks[:, 0].clone()
-    return ds
+    size = size or SIZE
+    if task == "classification":
+        data = _cached(subset, size, (1, 1), n or (TRAIN_SIZE if subset == "train" else TEST_SIZE))
+        targets = {"box": data.boxes[:, 0].clone(), "object_mask": data.masks[:, 0].clone()}  # callers may edit
+        return ImageDataset(list(CLASS_NAMES), data.labels[:, 0].clone(), images=data.images.clone(), targets=targets)
+    data = _cached(subset, size, DENSE_OBJECTS, n or DENSE_SIZES[subset])
+    if task == "detection":
+        return ImageDataset(list(CLASS_NAMES), images=data.images.clone(), task="detection",
+                            targets={"boxes": data.boxes.clone(), "labels": data.labels.clone()})
+    if task == "segmentation":
+        return ImageDataset(["background", *CLASS_NAMES], images=data.images.clone(), task="segmentation",
+                            targets={"mask": semantic_masks(data)})
+    raise ValueError(f"task must be classification, detection or segmentation, got {task!r}")

@@ -98,3 +98,73 @@ def build_transform(
     if train and augment != "none" and erase > 0:  # random erasing, as BatchAugment does it
         ops.append(v2.RandomErasing(p=erase, scale=(0.02, 1 / 3), ratio=(0.3, 3.3), value="random"))
     return v2.Compose(ops)
+
+
+class DenseTransform:
+    """``(uint8 image [C, H, W], target) -> (normalised float32 [C', s, s], target)`` for
+    detection and segmentation: the geometric part runs on torchvision ``tv_tensors``, so boxes
+    (``target["boxes"]``, xyxy pixels), the class mask (``target["mask"]``) and instance masks
+    (``target["masks"]``, ``[k, H, W]``, one per box) move with the image.
+
+    Train: resize + pad-crop (small images) or a random-resized crop, and a horizontal flip, as
+    :func:`build_transform` does for classification; the pixels a crop pads are
+    :data:`~archzoo.data.IGNORE_INDEX` in masks (0 in instance masks). A box a crop cuts becomes
+    the visible part of the box; with ``boxes``, a box left with no area is dropped with its label
+    (and instance mask). Eval: resize to ``s x s`` (the whole image, nothing cropped). No colour
+    augmentation here: it moves nothing.
+    """
+
+    def __init__(self, train: bool, input_size: int, mean: Sequence[float], std: Sequence[float], *,
+                 in_chans: int | None = None, small: bool | None = None, pad: int = 4, flip: bool = True,
+                 scale: tuple[float, float] = (0.08, 1.0), boxes: bool = False) -> None:
+        from torchvision import tv_tensors
+
+        from .dataset import IGNORE_INDEX
+
+        s = int(input_size)
+        small = s <= 64 if small is None else small
+        if not train:
+            ops: list = [v2.Resize((s, s), antialias=True)]
+        elif small:
+            ops = [v2.Resize((s, s), antialias=True)]
+            if pad:
+                ops.append(v2.RandomCrop(s, padding=pad, fill={tv_tensors.Mask: IGNORE_INDEX, "others": 0}))
+        else:
+            ops = [v2.RandomResizedCrop(s, scale=scale, antialias=True)]
+        if train and flip:
+            ops.append(v2.RandomHorizontalFlip())
+        if boxes:  # clamp first: a resize can leave an edge a float step past the image, and sanitizing would drop it
+            ops += [v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes()]  # drops emptied boxes and their "labels"
+        self.geometric = v2.Compose(ops)
+        self.match = MatchChannels(in_chans or len(mean))
+        self.normalize = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))])
+
+    def __call__(self, image: torch.Tensor, target: dict) -> tuple[torch.Tensor, dict]:
+        image, target = _unwrap(*self.geometric(*_wrap(self.match(image), target)))
+        if "masks" in target:  # uint8 0/1 on the way in; padding filled them with IGNORE_INDEX
+            target["masks"] = target["masks"] == 1
+        return self.normalize(image), target
+
+
+def _wrap(image: torch.Tensor, target: dict):
+    """The image and its target as ``tv_tensors``, which torchvision's v2 transforms move together."""
+    from torchvision import tv_tensors
+
+    target = dict(target)
+    if "boxes" in target:
+        target["boxes"] = tv_tensors.BoundingBoxes(target["boxes"], format="XYXY", canvas_size=tuple(image.shape[-2:]))
+    if "mask" in target:
+        target["mask"] = tv_tensors.Mask(target["mask"])
+    if "masks" in target:
+        target["masks"] = tv_tensors.Mask(target["masks"].to(torch.uint8))
+    return tv_tensors.Image(image), target
+
+
+def _unwrap(image, target: dict) -> tuple[torch.Tensor, dict]:
+    plain = lambda t: t.as_subclass(torch.Tensor) if isinstance(t, torch.Tensor) else t
+    return plain(image), {k: plain(v) for k, v in target.items()}
+
+
+def resize_sample(image: torch.Tensor, target: dict, size: int) -> tuple[torch.Tensor, dict]:
+    """``image`` resized to ``size x size`` (antialiased), its boxes and mask (nearest) with it."""
+    return _unwrap(*v2.Resize((size, size), antialias=True)(*_wrap(image, target)))

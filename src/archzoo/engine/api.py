@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from ..validate import (UserError, check_input_size, check_option, check_writable_dir, plain_text_pictures,
+                        resolve_device, shown)
 from . import distributed as dist
 from .config import TrainConfig
 from .state import STATE_FILE
@@ -47,21 +49,86 @@ def load_training_data(data, *, val_data=None, val_split: float = 0.1, image_siz
         splits = data
     else:
         splits = DatasetSplits(train=data, val=None, class_names=list(data.class_names))
-    train, val, names = splits.train, splits.val, splits.class_names
+    train, val, names = splits.train, splits.val, [shown(n) for n in splits.class_names]
     if isinstance(val_data, (str, Path)):
         vsplits = load_dataset(val_data, val_split=0.0, subset="val" if Path(str(val_data)).is_dir() else "test",
                                skip_bad=skip_bad, image_size=image_size)
         val, bad = vsplits.train, bad + vsplits.bad_files
-        if list(vsplits.class_names) != list(names):
-            raise ValueError(f"validation classes {vsplits.class_names} differ from training classes {names}")
+        if [shown(n) for n in vsplits.class_names] != list(names):
+            raise ValueError(f"validation classes {[shown(n) for n in vsplits.class_names]} differ from training "
+                             f"classes {names}")
     elif val_data is not None:
         val = val_data
     return _limit(train, train_limit, seed), _limit(val, val_limit, seed + 1), list(names), bad
 
 
+SKIPPED_FILE = "skipped_files.txt"
+
+
+def _check_arguments(*, val_split, image_size, train_limit, val_limit, log, device, model_kwargs) -> None:
+    """The arguments of :func:`train` that are not recipe options, by their declared ranges."""
+    for name, value in (("val_split", val_split), ("image_size", image_size), ("train_limit", train_limit),
+                        ("val_limit", val_limit)):
+        check_option(name, value)
+    if log not in ("bar", "json", "quiet"):
+        raise UserError(f"log must be one of bar, json, quiet, got {log!r}")
+    resolve_device(device, option="device")
+    if model_kwargs is not None and not isinstance(model_kwargs, dict):
+        raise UserError(f"model_kwargs must be a dict of architecture arguments, got {model_kwargs!r}")
+    for key in ("drop_rate", "drop_path_rate"):
+        if key in (model_kwargs or {}):
+            check_option(key, model_kwargs[key])
+
+
+def _check_classes(class_names: list[str], data, bad: list, task: str = "classification", train_ds=None) -> None:
+    """Class names are unique; a classifier needs two classes or more (one cannot be wrong, and
+    would report 100% accuracy), and a training set that shows it two."""
+    dup = sorted({n for n in class_names if class_names.count(n) > 1})
+    if dup:
+        raise UserError(f"the data names the classes {dup[:5]} more than once; class names must be unique")
+    if task == "classification" and len(class_names) < 2:
+        where = shown(data) if isinstance(data, (str, Path)) else "the data"
+        found = f"only one class ({shown(class_names[0])!r})" if class_names else "no class"
+        why = ""
+        dropped = [shown(p) for p, reason in bad if "class folder" in reason]
+        if dropped:
+            why = f"; skip_bad (--skip-bad) dropped {len(dropped)} class folders without a readable image: " + \
+                ", ".join(dropped[:5])
+        raise UserError(f"{where} has {found}: a classifier needs at least two classes (one folder per class)" + why)
+    labels = getattr(train_ds, "labels", None)
+    if task == "classification" and labels is not None and len(labels) and len(torch.unique(labels)) < 2:
+        only = class_names[int(labels[0])] if int(labels[0]) < len(class_names) else int(labels[0])
+        raise UserError(f"the training set holds images of one class only ({shown(only)!r}); a classifier learns "
+                        "nothing from it: raise train_limit (--train-limit) or add images of the other classes")
+
+
+def _check_input_size(model, image_size: int | None, train_ds) -> None:
+    """The input side the trainer will use (``image_size``, else the in-memory images', else the
+    card's) must reach the model card's smallest input."""
+    from ..registry import model_card
+
+    card = model_card(model) if isinstance(model, str) else getattr(model, "card", None)
+    if card is None:
+        return
+    images = getattr(train_ds, "images", None)
+    if image_size is not None:
+        check_input_size(card, image_size, hint=" (image_size / --image-size)")
+    elif images is not None:
+        h, w = images.shape[-2:]
+        check_input_size(card, int(w), hint=f" (the images are {h}x{w} pixels and are used at their size)")
+
+
+def _write_skipped(out: Path, bad: list) -> None:
+    from ..checkpoint import atomic_write_text
+
+    lines = [f"{shown(f)}\t{shown(r)}" for f, r in bad]
+    atomic_write_text(out / SKIPPED_FILE, "# files and folders skipped as unreadable (--skip-bad): path<TAB>reason\n"
+                      + "\n".join(lines) + "\n")
+
+
 def _load_teacher(teacher, class_names: list[str]) -> nn.Module:
     """The distillation teacher from a checkpoint or ``model.tag``; its classes must be ours, in order."""
-    from ..hub import load_checkpoint
+    from ..shipped import load_checkpoint
 
     model, meta = load_checkpoint(teacher)
     theirs = meta.get("class_names")
@@ -111,15 +178,18 @@ def train(model: str | nn.Module | None = None, data=None, *, out: str | Path | 
     unknown = sorted(set(options) - known)
     if unknown:
         raise TypeError(f"unknown training options {unknown}; see archzoo.engine.TrainConfig")
+    _check_arguments(val_split=val_split, image_size=image_size, train_limit=train_limit, val_limit=val_limit,
+                     log=log, device=device, model_kwargs=model_kwargs)
     saved = {}
     if resume is not None:
-        from ..checkpoint import load_tensors
+        from ..checkpoint import read_metadata
+        from .state import check_state_meta
 
         out = Path(resume)
         state_path = out / STATE_FILE
         if not state_path.is_file():
             raise FileNotFoundError(f"cannot resume {out}: it has no {STATE_FILE} (was it written by archzoo train?)")
-        _, saved = load_tensors(state_path)
+        saved = check_state_meta(read_metadata(state_path), state_path)
         run = saved.get("run", {})
         model = model if model is not None else run.get("model")
         if isinstance(model, str) and run.get("model") not in (None, model):
@@ -138,6 +208,8 @@ def train(model: str | nn.Module | None = None, data=None, *, out: str | Path | 
         raise ValueError(f"{out} already holds a run; continue it with --resume {out}, or pass --overwrite")
     if model is None or data is None:
         raise ValueError("train needs a model and data (or resume=RUN_DIR)")
+    if out is not None:
+        check_writable_dir(out, "--resume" if resume is not None else "out (--out)")
     if teacher is not None and "distill" not in options:
         options = {**options, "distill": 0.5}
     cfg = TrainConfig.from_dict(options)
@@ -151,13 +223,16 @@ def train(model: str | nn.Module | None = None, data=None, *, out: str | Path | 
             data, val_data=val_data, val_split=val_split, image_size=image_size, skip_bad=skip_bad,
             seed=cfg.seed, train_limit=train_limit, val_limit=val_limit)
         if bad and dist.is_main():
-            warnings.warn(f"skipped {len(bad)} unreadable files, e.g. {bad[0][0]}: {bad[0][1]}", stacklevel=2)
+            warnings.warn(f"skipped {len(bad)} unreadable files, e.g. {shown(bad[0][0])}: {shown(bad[0][1])}",
+                          stacklevel=2)
+        _check_classes(class_names, data, bad, getattr(train_ds, "task", "classification"), train_ds)
+        _check_input_size(model, image_size, train_ds)
         in_chans = train_ds.images.shape[1] if train_ds.images is not None else train_ds[0][0].shape[0]
         seed_everything(cfg.seed)
         name = None
         if isinstance(model, str):
             from ..builder import create_model
-            from ..hub import resolve_checkpoint
+            from ..shipped import resolve_checkpoint
 
             name = model
             weights = None if init is None or resume is not None else resolve_checkpoint(init, model=name)
@@ -174,10 +249,17 @@ def train(model: str | nn.Module | None = None, data=None, *, out: str | Path | 
                "teacher": _teacher_spec(teacher),
                "data_options": {"val_split": val_split, "image_size": image_size, "skip_bad": skip_bad,
                                 "train_limit": train_limit, "val_limit": val_limit}}
+        if bad:
+            run["skipped_files"] = len(bad)
         trainer = Trainer(model, train_ds, val_ds, config=cfg, out=out, class_names=class_names, input_size=image_size,
                           log=log, tensorboard=tensorboard, device=device, extra_meta={"run": run},
                           teacher=teacher_model)
-        return trainer.fit(resume=resume is not None)
+        if out is not None and bad and dist.is_main():
+            _write_skipped(Path(out), bad)
+        with plain_text_pictures():  # class names such as "$5" are labels, not TeX
+            summary = trainer.fit(resume=resume is not None)
+        summary["skipped_files"] = [{"file": shown(f), "reason": shown(r)} for f, r in bad]
+        return summary
     finally:
         if we_started:
             dist.teardown()

@@ -18,6 +18,10 @@ FREEZE = ("none", "backbone")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
+_FLAGS = ("nesterov", "amp", "channels_last", "compile", "deterministic", "flip", "fast_path")
+_AUTO_FLAGS = ("amp", "channels_last")  # None: decided by the device
+
+
 @dataclass
 class TrainConfig:
     """Hyper-parameters of a run. ``None`` means "pick the usual value" (see :meth:`resolved`)."""
@@ -60,21 +64,24 @@ class TrainConfig:
     eval_every: int = 1
 
     def __post_init__(self) -> None:
+        """Every field is checked against its declared range (:data:`archzoo.validate.RANGES`)."""
+        from ..validate import RANGES, UserError, check_option
+
         for name, value, allowed in (("opt", self.opt, OPTIMIZERS), ("sched", self.sched, SCHEDULES),
                                      ("freeze", self.freeze, FREEZE), ("augment", self.augment, AUGMENTS),
                                      ("compile_mode", self.compile_mode, COMPILE_MODES)):
             if value not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be at least 1")
-        if not 0.0 <= self.erase <= 1.0:
-            raise ValueError(f"erase is a probability in [0, 1], got {self.erase}")
-        if not 0.0 <= self.distill <= 1.0 or self.distill_temperature <= 0:
-            raise ValueError(f"distill must be in [0, 1] and distill_temperature > 0, got {self.distill}, "
-                             f"{self.distill_temperature}")
-        if not 0.0 <= self.ema < 1.0:
-            raise ValueError(f"ema decay must be in [0, 1), got {self.ema}")
-        self.milestones = list(self.milestones)
+                raise UserError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in RANGES:
+                if f.name == "milestones" and not isinstance(value, (list, tuple)):
+                    raise UserError(f"milestones must be a list of epochs, got {value!r}")
+                check_option(f.name, value)
+            elif f.name in _FLAGS and not (isinstance(value, bool) or value is None and f.name in _AUTO_FLAGS):
+                raise UserError(f"{f.name} must be True or False{' (or None: automatic)' if f.name in _AUTO_FLAGS else ''}, "
+                                f"got {value!r}")
+        self.milestones = [float(m) for m in self.milestones]
 
     def resolved(self) -> "TrainConfig":
         """A copy with every ``None`` default filled in for its optimizer."""

@@ -1,8 +1,10 @@
-"""Evaluating a saved classifier on a dataset, with the classes matched by name.
+"""Evaluating a saved model on a dataset, with the classes matched by name.
 
-A checkpoint knows its class names; a test folder knows its own. Labels are mapped by name, not
-by sorted position, so a folder that lacks a class (or lists them in another order) is scored
-correctly, and a folder with a class the checkpoint never saw is an error naming both lists.
+The model's card says its task (classification, segmentation, detection), and the task's meter
+scores it (:mod:`.metrics`). A checkpoint knows its class names; a test folder knows its own.
+Labels (and mask values, box labels) are mapped by name, not by sorted position, so a folder
+that lacks a class (or lists them in another order) is scored correctly, and a folder with a
+class the checkpoint never saw is an error naming both lists.
 """
 
 from __future__ import annotations
@@ -12,13 +14,18 @@ import torch.nn as nn
 
 from .config import TrainConfig
 from .loader import make_batches
-from .task import ClassificationTask
+from .task import Task, make_task
+
+
+def model_task(model: nn.Module, class_names: list[str] | None = None) -> Task:
+    """The :class:`Task` of ``model``'s card (classification for a model without one)."""
+    card = getattr(model, "card", None)
+    num_classes = getattr(model, "num_classes", None) or len(class_names or [])
+    return make_task(card.task if card is not None else "classification", class_names or [], num_classes=num_classes)
 
 
 def match_classes(ds, names: list[str] | None, num_classes: int):
     """``ds`` with its labels re-indexed into the checkpoint's class list ``names``."""
-    from ..data import ImageDataset
-
     ds_names = list(ds.class_names)
     if names is None:
         if len(ds_names) != num_classes:
@@ -32,33 +39,36 @@ def match_classes(ds, names: list[str] | None, num_classes: int):
     if ds_names == list(names):
         return ds
     lut = torch.tensor([list(names).index(n) for n in ds_names], dtype=torch.int64)
-    labels = lut[ds.labels]
-    if ds.images is not None:
-        return ImageDataset(names, labels, images=ds.images)
-    return ImageDataset(names, labels, files=ds.files, decode=ds.decode)
+    return ds.remap_classes(names, lut)
 
 
 @torch.no_grad()
 def evaluate_model(model: nn.Module, ds, *, input_size: int, mean, std, class_names: list[str] | None = None,
-                   batch_size: int = 256, device: str | torch.device | None = None, workers: int | None = None) -> dict:
-    """Top-1/top-5 accuracy, loss, count, per-class accuracy and the confusion matrix of ``model``
-    on ``ds`` (labels matched to ``class_names`` by name)."""
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    num_classes = model.num_classes
+                   batch_size: int = 256, device: str | torch.device | None = None, workers: int | None = None,
+                   task: Task | None = None) -> dict:
+    """The metrics of ``model`` on ``ds`` (classes matched to ``class_names`` by name), as its
+    task measures them (``task``: default :func:`model_task`): for a classifier top-1/top-5
+    accuracy, loss, count, per-class accuracy and the confusion matrix; for a segmenter mean IoU,
+    pixel accuracy, per-class IoU, loss and the pixel confusion matrix; for a detector mAP@0.5
+    and per-class AP."""
+    from ..validate import UserError, check_option, resolve_device
+
+    check_option("batch_size", batch_size)
+    check_option("workers", workers)
+    check_option("image_size", input_size, label="input_size")
+    device = resolve_device(device, option="device")
+    num_classes = getattr(model, "num_classes", 0)
+    if not num_classes:
+        raise UserError("the model has no classifier (num_classes 0): it gives features, not classes")
+    task = task or model_task(model, list(class_names or ds.class_names))
+    if ds.task != task.name:
+        raise UserError(f"the model is a {task.name} model and the data is for {ds.task}")
     ds = match_classes(ds, class_names, num_classes)
-    names = list(class_names or ds.class_names)
-    in_chans = len(mean)
     cfg = TrainConfig(workers=workers, channels_last=False)
-    batches = make_batches(ds, device, batch_size, train=False, cfg=cfg, input_size=input_size, mean=mean, std=std,
-                           in_chans=in_chans)
+    batches = make_batches(ds, device, batch_size, train=False, cfg=cfg, task=task, input_size=input_size, mean=mean,
+                           std=std, in_chans=len(mean))
     model = model.to(device).eval()
-    task = ClassificationTask(num_classes, names)
     meter = task.meter(device, train=False)
     for x, y in batches.epoch(0):
-        task.update(meter, model(x), y, None)
-    m = meter.compute()
-    cm = torch.tensor(m["confusion"])
-    per_class = cm.diag().double() / cm.sum(1).clamp(min=1)
-    present = cm.sum(1) > 0
-    m["per_class_accuracy"] = {names[i]: float(per_class[i]) for i in range(num_classes) if present[i]}
-    return m
+        meter.update(model(x), y, None)
+    return meter.compute()

@@ -1,14 +1,16 @@
 """Batches for the trainer, from any :class:`archzoo.data.ImageDataset`.
 
 Two sources with one interface (``len(source)`` steps; ``source.epoch(e)`` yields ``(x, y)`` on
-the device):
+the device: the model input and the task's batch target); the :class:`~archzoo.engine.task.Task`
+supplies the augmentation and the targets of both:
 
 * :class:`DeviceBatches` — the fast path. When the whole set is decoded in memory
-  (``ds.images``), the uint8 tensor is moved to the device once and every batch is indexed
-  there and augmented as a batch by :class:`archzoo.data.gpu.BatchAugment`: no workers, no
-  per-image Python. This is what makes a CIFAR-10 epoch take seconds on a GPU.
-* :class:`LoaderBatches` — a DataLoader with the per-sample ``build_transform`` (lazy folders,
-  RandAugment / TrivialAugment).
+  (``ds.images``), the uint8 tensor and the task's per-item targets (labels, masks) are moved to
+  the device once and every batch is indexed there and augmented as a batch by
+  :class:`archzoo.data.gpu.BatchAugment`: no workers, no per-image Python. This is what makes a
+  CIFAR-10 epoch take seconds on a GPU.
+* :class:`LoaderBatches` — a DataLoader with the task's per-sample transform and collate
+  function (lazy folders, RandAugment / TrivialAugment, detection's variable-length boxes).
 
 Both visit epoch ``e`` in the order :func:`epoch_order` draws from ``(seed, e)`` alone, so a
 resumed run sees the same data in the same order, and shard it across processes under torchrun
@@ -18,6 +20,7 @@ resumed run sees the same data in the same order, and shard it across processes 
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -57,29 +60,31 @@ def _steps(n_local: int, batch_size: int, drop_last: bool) -> int:
 
 
 class DeviceBatches:
-    """In-memory uint8 images kept on ``device``; ``augment`` maps a uint8 batch to model input."""
+    """In-memory uint8 images and the targets named by ``task.device_keys``, kept on ``device``;
+    ``task.device_batch(augment, images, targets)`` makes each batch."""
 
-    def __init__(self, ds, device: torch.device, batch_size: int, augment, *, train: bool, seed: int,
+    def __init__(self, ds, device: torch.device, batch_size: int, augment, task, *, train: bool, seed: int,
                  channels_last: bool = False):
         self.images = ds.images.to(device, non_blocking=True)
-        self.labels = ds.labels.to(device, non_blocking=True)
+        self.targets = {k: (ds.labels if k == "label" else ds.targets[k]).to(device, non_blocking=True)
+                        for k in task.device_keys}
         self.augment = augment.to(device)
+        self.make_batch = task.device_batch
         self.batch_size, self.train, self.seed = batch_size, train, seed
         self.channels_last = channels_last
         self.device = device
-        n = len(self.labels)
-        self.n_local = len(epoch_order(n, seed, 0, False, pad=train))
+        self.n_local = len(epoch_order(len(self.images), seed, 0, False, pad=train))
 
     def __len__(self) -> int:
         return _steps(self.n_local, self.batch_size, self.train)
 
     def epoch(self, epoch: int):
-        idx = epoch_order(len(self.labels), self.seed, epoch, shuffle=self.train, pad=self.train).to(self.device)
+        idx = epoch_order(len(self.images), self.seed, epoch, shuffle=self.train, pad=self.train).to(self.device)
         for b in _batches(idx, self.batch_size, drop_last=self.train):
-            x = self.augment(self.images[b])
+            x, y = self.make_batch(self.augment, self.images[b], {k: t[b] for k, t in self.targets.items()})
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            yield x, self.labels[b]
+            yield x, y
 
 
 class _Transformed(Dataset):
@@ -90,15 +95,26 @@ class _Transformed(Dataset):
         return len(self.ds)
 
     def __getitem__(self, i):
-        image, label = self.ds[i]
-        return self.transform(image), label
+        return self.transform(*self.ds[i])
+
+
+def to_device(obj, device: torch.device):
+    """Tensors, and dicts and lists of them, moved to ``device``."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(v, device) for v in obj)
+    return obj
 
 
 class LoaderBatches:
-    """A DataLoader over ``ds`` with the per-sample ``transform``, in :func:`epoch_order`."""
+    """A DataLoader over ``ds`` with the per-sample ``transform`` (``(image, target) -> (x, target)``)
+    and ``collate_fn``, in :func:`epoch_order`."""
 
-    def __init__(self, ds, device: torch.device, batch_size: int, transform, *, train: bool, seed: int,
-                 workers: int = 0, channels_last: bool = False, collate_fn=None):
+    def __init__(self, ds, device: torch.device, batch_size: int, transform, collate_fn, *, train: bool, seed: int,
+                 workers: int = 0, channels_last: bool = False):
         self.ds = _Transformed(ds, transform)
         self.device, self.batch_size, self.train, self.seed = device, batch_size, train, seed
         self.workers, self.channels_last, self.collate_fn = workers, channels_last, collate_fn
@@ -118,27 +134,18 @@ class LoaderBatches:
             x = x.to(self.device, non_blocking=True)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            yield x, y.to(self.device, non_blocking=True)
+            yield x, to_device(y, self.device)
 
 
-def make_batches(ds, device, batch_size: int, *, train: bool, cfg, input_size: int, mean, std, in_chans: int,
-                 collate_fn=None):
-    """The fast path when ``ds`` is in memory and the augmentation allows it, else a DataLoader."""
-    import os
-
-    from ..data import build_transform
-    from ..data.gpu import BatchAugment
-
-    small = input_size <= 64
-    augment = cfg.augment if train else "none"
+def make_batches(ds, device, batch_size: int, *, train: bool, cfg, task, input_size: int, mean, std, in_chans: int):
+    """The fast path when ``ds`` is in memory and the task and the augmentation allow it, else a DataLoader."""
+    view = dict(input_size=input_size, mean=mean, std=std, in_chans=in_chans)
     channels_last = bool(cfg.channels_last)
-    if cfg.fast_path and getattr(ds, "images", None) is not None and augment in ("basic", "none"):
-        aug = BatchAugment(input_size, mean, std, pad=cfg.pad if small else 0, flip=cfg.flip,
-                           train=train and augment == "basic", in_chans=in_chans,
-                           scale=None if small else (0.08, 1.0), erase=cfg.erase if train else 0.0)
-        return DeviceBatches(ds, device, batch_size, aug, train=train, seed=cfg.seed, channels_last=channels_last)
-    tf = build_transform(train, input_size, mean, std, augment=augment, in_chans=in_chans, pad=cfg.pad, flip=cfg.flip,
-                         erase=cfg.erase)
+    if cfg.fast_path and getattr(ds, "images", None) is not None:
+        augment = task.batch_augment(train, cfg, **view)
+        if augment is not None:
+            return DeviceBatches(ds, device, batch_size, augment, task, train=train, seed=cfg.seed,
+                                 channels_last=channels_last)
     workers = cfg.workers if cfg.workers is not None else min(8, max((os.cpu_count() or 1) - 1, 0))
-    return LoaderBatches(ds, device, batch_size, tf, train=train, seed=cfg.seed, workers=workers,
-                         channels_last=channels_last, collate_fn=collate_fn)
+    return LoaderBatches(ds, device, batch_size, task.sample_transform(train, cfg, **view), task.collate, train=train,
+                         seed=cfg.seed, workers=workers, channels_last=channels_last)

@@ -2,8 +2,10 @@
 
 * Weight decay is applied to weights only, never to norm layers and biases (the "no bias decay"
   of Goyal et al. 2017, arXiv:1706.02677, and He et al. 2018, "Bag of Tricks", arXiv:1812.01187).
-* Transfer learning: ``freeze="backbone"`` trains the classifier only; ``backbone_lr_scale``
-  gives the pretrained body a smaller learning rate than the fresh head.
+* Transfer learning: ``freeze="backbone"`` freezes the backbone, the modules the backbone contract
+  names (:meth:`feature_stages`, what ``features_only`` keeps), and trains the rest: a
+  classifier's head (and MobileNet's head convolution), later a detector's neck and heads.
+  ``backbone_lr_scale`` gives the pretrained backbone a smaller learning rate than the rest.
 * Schedules are pure functions of the global step (no hidden state), so resuming needs only the
   step: cosine annealing (Loshchilov & Hutter 2016, arXiv:1608.03983), step decay (He et al.
   2015, arXiv:1512.03385), one-cycle (Smith & Topping 2017, arXiv:1708.07120), each after an
@@ -20,27 +22,27 @@ import torch.nn as nn
 from .config import TrainConfig
 
 
-def classifier_module(model: nn.Module) -> nn.Module:
-    """The module holding the final layer: the card's ``classifier`` or ``get_classifier()``."""
-    card = getattr(model, "card", None)
-    if card is not None:
-        try:
-            return model.get_submodule(card.classifier)
-        except AttributeError:
-            pass
-    if hasattr(model, "get_classifier"):
-        return model.get_classifier()
-    raise ValueError(f"{type(model).__name__} has no classifier to train on its own (no card.classifier / get_classifier)")
+def backbone_parameters(model: nn.Module) -> set[int]:
+    """The ``id``s of the backbone's parameters: the modules of every stage ``feature_stages()``
+    lists (what ``features_only`` keeps), or a composed model's ``backbone`` module."""
+    if hasattr(model, "feature_stages"):
+        modules = [model.get_submodule(path) for stage in model.feature_stages()
+                   for path in (*stage.steps, *filter(None, [stage.tap]))]
+    elif isinstance(getattr(model, "backbone", None), nn.Module):
+        modules = [model.backbone]
+    else:
+        raise ValueError(f"{type(model).__name__} names no backbone (no feature_stages() or .backbone)")
+    return {id(p) for m in modules for p in m.parameters()}
 
 
 def apply_freeze(model: nn.Module, freeze: str) -> int:
-    """Freeze everything but the classifier when ``freeze == "backbone"``; return trainable parameter count."""
+    """Freeze the backbone when ``freeze == "backbone"``; return the trainable parameter count."""
     if freeze == "backbone":
-        head = {id(p) for p in classifier_module(model).parameters()}
-        if not head:
-            raise ValueError("--freeze backbone: the classifier has no parameters to train")
+        backbone = backbone_parameters(model)
+        if all(id(p) in backbone for p in model.parameters()):
+            raise ValueError("--freeze backbone: nothing outside the backbone has parameters to train")
         for p in model.parameters():
-            p.requires_grad_(id(p) in head)
+            p.requires_grad_(id(p) not in backbone)
     elif freeze != "none":
         raise ValueError(f"freeze must be 'none' or 'backbone', got {freeze!r}")
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -59,15 +61,13 @@ def frozen_norms_eval(model: nn.Module) -> None:
 def param_groups(model: nn.Module, weight_decay: float, backbone_lr_scale: float = 1.0) -> list[dict]:
     """Trainable parameters split by (decay or not) x (head or backbone). Each group carries an
     ``lr_scale`` the schedule multiplies the base learning rate with."""
-    head = set()
-    if backbone_lr_scale != 1.0:
-        head = {id(p) for p in classifier_module(model).parameters()}
+    backbone = backbone_parameters(model) if backbone_lr_scale != 1.0 else set()
     groups: dict[tuple[bool, bool], dict] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         decay = p.ndim > 1  # conv / linear weights; norms and biases are 1-d
-        is_head = id(p) in head or backbone_lr_scale == 1.0
+        is_head = id(p) not in backbone
         key = (decay, is_head)
         if key not in groups:
             groups[key] = {"params": [], "weight_decay": weight_decay if decay else 0.0,

@@ -1,7 +1,7 @@
 """What a run tells the person (or the program) watching it, and what it leaves in the run folder.
 
-* ``"bar"``: a rich progress bar per epoch (loss, accuracy, images/s, ETA) and a line per epoch;
-  plain lines when the output is not a terminal.
+* ``"bar"``: a rich progress bar per epoch (the task's running loss and metric, images/s, ETA)
+  and a line per epoch; plain lines when the output is not a terminal.
 * ``"json"``: one JSON object per line on stdout (``{"event": "epoch", ...}``) for programs.
 * ``"quiet"``: nothing but errors.
 
@@ -20,13 +20,14 @@ from pathlib import Path
 
 from . import distributed as dist
 
-COLUMNS = ("epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_top5",
-           "epoch_time", "images_per_s")
-
-
 def _fmt_time(s: float) -> str:
     s = int(s)
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def _fmt(name: str, value: float, digits: int = 2) -> str:
+    """A loss as a number, every other metric (accuracy, IoU, AP: fractions) as a percentage."""
+    return f"{value:.4f}" if "loss" in name else f"{value:.{digits}%}"
 
 
 class Progress:
@@ -68,10 +69,11 @@ class Progress:
         self._bar.start()
         self._task = self._bar.add_task("train", total=steps, ep=f"{epoch}/{epochs}", stats="")
 
-    def step(self, done: int, loss: float, accuracy: float, images_per_s: float) -> None:
+    def step(self, done: int, stats: dict[str, float], images_per_s: float) -> None:
+        """``stats``: the task's running numbers (loss first)."""
         if self._bar is not None:
-            self._bar.update(self._task, completed=done,
-                             stats=f"loss {loss:.4f}  acc {accuracy:.1%}  {images_per_s:,.0f} img/s")
+            text = "  ".join(f"{k} {_fmt(k, v, 1)}" for k, v in stats.items())
+            self._bar.update(self._task, completed=done, stats=f"{text}  {images_per_s:,.0f} img/s")
 
     def end_epoch(self, row: dict) -> None:
         if self._bar is not None:
@@ -80,19 +82,23 @@ class Progress:
         if self.mode == "json":
             self.event("epoch", **row)
         elif self.mode == "bar":
-            text = (f"epoch {row['epoch']}/{self._epochs}  lr {row['lr']:.4g}  "
-                    f"train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.2%}")
-            if row.get("val_loss") is not None:
-                text += f"  val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.2%}"
+            text = f"epoch {row['epoch']}/{self._epochs}  lr {row['lr']:.4g}"
+            for split in ("train", "val"):
+                fields = [f"{k[len(split) + 1:]} {_fmt(k, v)}" for k, v in row.items()
+                          if k.startswith(split + "_") and v is not None]
+                if fields:
+                    text += f"  {split} " + " ".join(fields)
             text += f"  {row['images_per_s']:,.0f} img/s  {_fmt_time(row['epoch_time'])}"
             self.info(text)
 
 
 class RunLog:
-    """``metrics.csv``, ``curves.png`` and optional TensorBoard events in the run folder."""
+    """``metrics.csv`` (``columns``), ``curves.png`` (the loss and ``metric``) and optional
+    TensorBoard events in the run folder."""
 
-    def __init__(self, out: Path | None, tensorboard: bool = False):
+    def __init__(self, out: Path | None, columns: tuple[str, ...], metric: str = "accuracy", tensorboard: bool = False):
         self.out = Path(out) if out is not None and dist.is_main() else None
+        self.columns, self.metric = tuple(columns), metric
         self.tb = None
         if tensorboard and self.out is not None:
             try:
@@ -108,15 +114,15 @@ class RunLog:
         from .report import plot_curves
 
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
+        w = csv.DictWriter(buf, fieldnames=self.columns, extrasaction="ignore")
         w.writeheader()
         for row in history:
-            w.writerow({k: ("" if row.get(k) is None else row[k]) for k in COLUMNS})
+            w.writerow({k: ("" if row.get(k) is None else row[k]) for k in self.columns})
         atomic_write_text(self.out / "metrics.csv", buf.getvalue())
-        plot_curves(history, self.out / "curves.png")
+        plot_curves(history, self.out / "curves.png", metric=self.metric)
         if self.tb is not None and history:
             row = history[-1]
-            for k in COLUMNS[1:]:
+            for k in self.columns[1:]:
                 if row.get(k) is not None:
                     self.tb.add_scalar(k.replace("_", "/", 1) if k.startswith(("train", "val")) else k, row[k], row["epoch"])
             self.tb.flush()

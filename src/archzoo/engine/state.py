@@ -106,12 +106,50 @@ def save_state(path, *, model, optimizer, ema, device, meta: dict) -> None:
                                  "world_size": dist.world_size()})
 
 
+# field -> the types its value may have (the training state's metadata schema)
+_STATE_FIELDS = {"epoch": int, "step": int, "history": list, "best": (int, float, type(None)),
+                 "best_epoch": (int, type(None)), "recipe": dict, "class_names": list, "data_order": dict, "run": dict,
+                 "optimizer": dict}
+
+
+def check_state_meta(meta: dict, path) -> dict:
+    """The metadata of a ``state.safetensors``, checked before anything is built from it."""
+    from ..validate import UserError, shown
+
+    if meta.get("kind") != "train_state":
+        raise UserError(f"{shown(path)} is not a training state written by archzoo train")
+    for name, types in _STATE_FIELDS.items():
+        if name not in meta:
+            if name in ("best", "best_epoch", "class_names", "run", "data_order"):
+                continue
+            raise UserError(f"{shown(path)}: metadata field {name!r} is missing; the training state is damaged")
+        v = meta[name]
+        if not isinstance(v, types) or isinstance(v, bool) or (name in ("epoch", "step") and v < 0):
+            raise UserError(f"{shown(path)}: metadata field {name!r} has the wrong type or range ({v!r:.80}); "
+                            "the training state is damaged")
+    if not all(isinstance(n, str) for n in meta.get("class_names", [])):
+        raise UserError(f"{shown(path)}: metadata field 'class_names' must be a list of strings")
+    run = meta.get("run", {})
+    for name, types in (("model", (str, type(None))), ("data", (str, type(None))), ("val_data", (str, type(None))),
+                        ("teacher", (str, type(None))), ("init", (str, type(None))), ("model_kwargs", (dict, type(None))),
+                        ("data_options", dict)):
+        if name in run and not isinstance(run[name], types):
+            raise UserError(f"{shown(path)}: metadata field 'run.{name}' has the wrong type ({run[name]!r:.80})")
+    return meta
+
+
 def load_state(path, *, model, optimizer, ema, device) -> dict:
     """Restore model, optimizer, EMA and this process's generators; return the JSON metadata."""
+    from ..validate import UserError, shown
+
     tensors, meta = load_tensors(path)
-    if meta.get("kind") != "train_state":
-        raise ValueError(f"{path} is not a training state written by archzoo train")
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    check_state_meta(meta, path)
+    try:
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise UserError(f"cannot resume from {shown(path)}: its model weights do not fit the model being trained "
+                        f"({' '.join(first[1:3]).strip() if len(first) > 1 else first[0] if first else e})") from None
     optimizer_from_flat(optimizer, tensors, meta["optimizer"])
     ema_state = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
     if ema is not None:

@@ -3,15 +3,16 @@
 :class:`Trainer` owns what does not depend on the task: the device and precision (bf16
 autocast and channels_last on CUDA, ``torch.compile`` on request), the optimizer and schedule,
 gradient clipping, the weight EMA, DistributedDataParallel under torchrun, checkpoints and
-exact resumption, and what the run reports. Everything task-specific (loss, metrics, mixing,
-pictures) goes through a :class:`~archzoo.engine.task.Task`.
+exact resumption, and what the run reports. Everything task-specific (targets, batches and
+their augmentation, the forward pass, loss, metrics, logged fields, pictures) goes through a
+:class:`~archzoo.engine.task.Task`, chosen by the data's ``task`` unless one is given.
 
 Run folder (rank 0 writes it)::
 
     last.safetensors    the evaluated weights (the EMA when on) + metadata: archzoo.load_model rebuilds it
     best.safetensors    the same, at the epoch with the best validation metric
     state.safetensors   everything --resume needs (model, optimizer, EMA, RNG states, epoch, history)
-    metrics.csv  curves.png  confusion.png  predictions.png  summary.json  [tensorboard/]
+    metrics.csv  curves.png  summary.json  [tensorboard/]  and the task's pictures (confusion.png, predictions.png)
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..checkpoint import atomic_write_text, save_tensors
+from ..checkpoint import atomic_write_text, read_metadata, save_tensors
+from ..data.gpu import BatchAugment
 from . import distributed as dist
 from .config import TrainConfig
 from .ema import ModelEMA
@@ -34,7 +36,7 @@ from .loader import make_batches
 from .optim import Schedule, apply_freeze, build_optimizer, frozen_norms_eval
 from .progress import Progress, RunLog
 from .state import STATE_FILE, load_state, save_state
-from .task import ClassificationTask, Task
+from .task import Task, make_task
 
 LOG_EVERY = 20  # steps between progress updates (and checks for a non-finite loss)
 
@@ -71,13 +73,14 @@ def model_mean_std(model: nn.Module, in_chans: int) -> tuple[list[float], list[f
 
 
 class Trainer:
-    """Train ``model`` on ``train_data`` (an :class:`archzoo.data.ImageDataset`), validating on
-    ``val_data``; :meth:`fit` runs the epochs and returns the summary.
+    """Train ``model`` on ``train_data`` (an :class:`archzoo.data.ImageDataset` of any task),
+    validating on ``val_data``; :meth:`fit` runs the epochs and returns the summary.
 
     ``input_size`` is the side of the square model input (default: the in-memory images' size,
     else the card's); ``mean``/``std`` default to the card's. ``out`` is the run folder (``None``:
-    nothing is written). ``log``: ``"bar"``, ``"json"`` or ``"quiet"``. ``teacher``: a trained
-    classifier to distil from (see :class:`~archzoo.engine.task.ClassificationTask`).
+    nothing is written). ``log``: ``"bar"``, ``"json"`` or ``"quiet"``. ``task``: default
+    :func:`~archzoo.engine.task.make_task` of the data's task, configured by the recipe.
+    ``teacher``: a trained classifier to distil from (see :class:`~archzoo.engine.task.ClassificationTask`).
     """
 
     def __init__(self, model: nn.Module, train_data, val_data=None, *, config: TrainConfig | None = None,
@@ -113,10 +116,8 @@ class Trainer:
                 teacher = teacher.to(memory_format=torch.channels_last)
             if cfg.compile:  # the teacher's forward runs every step, as often as the student's
                 teacher = torch.compile(teacher, mode=cfg.compile_mode)
-        self.task = task or ClassificationTask(getattr(model, "num_classes", len(self.class_names)), self.class_names,
-                                               label_smoothing=cfg.label_smoothing, mixup=cfg.mixup, cutmix=cfg.cutmix,
-                                               mix_prob=cfg.mix_prob, aux_weight=cfg.aux_weight, teacher=teacher,
-                                               distill=cfg.distill, temperature=cfg.distill_temperature)
+        self.task = task or make_task(_task_of(model, train_data), self.class_names, cfg=cfg, teacher=teacher,
+                                      num_classes=getattr(model, "num_classes", len(self.class_names)))
         self.extra_meta = dict(extra_meta or {})
 
         self.model = model.to(self.device)
@@ -127,8 +128,8 @@ class Trainer:
         self.ema = ModelEMA(self.model, cfg.ema) if cfg.ema > 0 else None
 
         per_rank = cfg.batch_size // world
-        common = dict(cfg=cfg, input_size=self.input_size, mean=self.mean, std=self.std, in_chans=in_chans,
-                      collate_fn=self.task.collate_fn)
+        common = dict(cfg=cfg, task=self.task, input_size=self.input_size, mean=self.mean, std=self.std,
+                      in_chans=in_chans)
         self.train_data, self.val_data = train_data, val_data
         self.train_batches = make_batches(train_data, self.device, per_rank, train=True, **common)
         self.val_batches = make_batches(val_data, self.device, per_rank, train=False, **common) if val_data is not None and len(val_data) else None
@@ -148,7 +149,9 @@ class Trainer:
             self._eval_forward = torch.compile(self.eval_model, mode=cfg.compile_mode)
         self.out = Path(out) if out is not None else None
         self.progress = Progress(log)
-        self.runlog = RunLog(self.out, tensorboard=tensorboard)
+        self.columns = ("epoch", "lr", *(f"train_{k}" for k in self.task.train_fields),
+                        *(f"val_{k}" for k in self.task.val_fields), "epoch_time", "images_per_s")
+        self.runlog = RunLog(self.out, self.columns, metric=self.task.monitor, tensorboard=tensorboard)
         seed_everything(cfg.seed + dist.rank())
 
     # --- one epoch ------------------------------------------------------------------------------
@@ -177,7 +180,7 @@ class Trainer:
             lr = self.schedule.apply(self.optimizer, cfg.lr, self.step)
             with self._autocast():
                 x, target = task.train_batch(x, y)  # under autocast: a distillation teacher runs here
-                out = self.train_model(x)
+                out = task.forward(self.train_model, x, target)
             loss = task.loss(out, target)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -187,21 +190,18 @@ class Trainer:
             if self.ema is not None:
                 self.ema.update(self.model)
             self.step += 1
-            task.update(meter, out, target, loss)
+            meter.update(out, target, loss)
             seen += x.shape[0]
             if (i + 1) % LOG_EVERY == 0 or i + 1 == steps:
-                s = meter.sums
-                self._check_finite(s["loss"], f"the training loss became {float(s['loss']):.4g} in epoch {epoch + 1}, "
-                                              f"step {i + 1} (lr {lr:.4g})")
-                n = max(int(s["count"]), 1)
-                self.progress.step(i + 1, float(s["loss"]) / n, float(s["correct"]) / n,
+                running = meter.running()
+                self._check_finite(running["loss"], f"the training loss became {float(running['loss']):.4g} in "
+                                                    f"epoch {epoch + 1}, step {i + 1} (lr {lr:.4g})")
+                self.progress.step(i + 1, {k: float(v) for k, v in running.items()},
                                    seen * dist.world_size() / (time.perf_counter() - t0))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         elapsed = time.perf_counter() - t0
-        metrics = meter.compute()
-        return {"lr": lr, "loss": metrics["loss"], "accuracy": metrics["accuracy"], "time": elapsed,
-                "images_per_s": seen * dist.world_size() / max(elapsed, 1e-9)}
+        return {**meter.compute(), "lr": lr, "time": elapsed, "images_per_s": seen * dist.world_size() / max(elapsed, 1e-9)}
 
     @torch.no_grad()
     def evaluate(self, batches=None, model: nn.Module | None = None) -> dict:
@@ -214,14 +214,14 @@ class Trainer:
         for x, y in batches.epoch(0):
             with self._autocast():
                 out = forward(x)
-            self.task.update(meter, out, y, None)
+            meter.update(out, y, None)
         return meter.compute()
 
     # --- checkpoints ----------------------------------------------------------------------------
     def model_meta(self, epoch: int, metrics: dict) -> dict:
         return {"class_names": self.class_names, "input_size": [self.in_chans, self.input_size, self.input_size],
                 "mean": self.mean, "std": self.std, "task": self.task.name, "epoch": epoch,
-                "metrics": {k: v for k, v in metrics.items() if k != "confusion"}, "recipe": self.cfg.to_dict(),
+                "metrics": metrics, "recipe": self.cfg.to_dict(),
                 **self.extra_meta}
 
     def save_model_file(self, path: Path, epoch: int, metrics: dict) -> None:
@@ -235,11 +235,14 @@ class Trainer:
         else:
             save_tensors(path, self.eval_model.state_dict(), meta)
 
-    def _monitor(self, row: dict) -> float | None:
-        if row.get("val_loss") is None:
+    def _score(self, row: dict) -> float | None:
+        """Higher is better: the task's monitored validation metric, or minus the training loss
+        when there is no validation set (``None`` in an epoch without validation)."""
+        if self.val_batches is None:
             return -row["train_loss"]
-        key = self.task.monitor
-        value = row.get(f"val_{key}")
+        value = row.get(f"val_{self.task.monitor}")
+        if value is None:
+            return None
         return value if self.task.monitor_mode == "max" else -value
 
     # --- the run --------------------------------------------------------------------------------
@@ -251,9 +254,9 @@ class Trainer:
         if resume:
             if self.out is None or not (self.out / STATE_FILE).exists():
                 raise FileNotFoundError(f"nothing to resume: {self.out}/{STATE_FILE} does not exist")
+            self._check_same_data(read_metadata(self.out / STATE_FILE))  # before the weights are loaded
             meta = load_state(self.out / STATE_FILE, model=self.model, optimizer=self.optimizer, ema=self.ema,
                               device=self.device)
-            self._check_same_data(meta)
             start, self.step, history = meta["epoch"], meta["step"], meta["history"]
             best, best_epoch = meta.get("best"), meta.get("best_epoch")
             self.progress.info(f"resuming {self.out} after epoch {start}")
@@ -269,7 +272,7 @@ class Trainer:
                 tr = self.train_epoch(epoch)
                 last = epoch + 1 == cfg.epochs
                 val = self.evaluate() if self.val_batches is not None and ((epoch + 1) % cfg.eval_every == 0 or last) else {}
-                if val:
+                if "loss" in val:
                     self._check_finite(torch.tensor(val["loss"]), f"the validation loss became {val['loss']:.4g} after epoch {epoch + 1}")
                 self._check_finite(torch.stack([p.detach().float().abs().max() for p in self.model.parameters()]).max(),
                                    f"the weights became NaN or infinite in epoch {epoch + 1}")
@@ -278,12 +281,12 @@ class Trainer:
                     if self.out is not None and history else "no checkpoint was written"
                 self.progress.event("diverged", epoch=epoch + 1, reason=str(e))
                 raise TrainingDiverged(f"training stopped: {e}; {kept}. Lower --lr, add --warmup-epochs or --clip-grad.") from None
-            row = {"epoch": epoch + 1, "lr": tr["lr"], "train_loss": tr["loss"], "train_accuracy": tr["accuracy"],
-                   "val_loss": val.get("loss"), "val_accuracy": val.get("accuracy"), "val_top5": val.get("top5"),
+            row = {"epoch": epoch + 1, "lr": tr["lr"], **{f"train_{k}": tr.get(k) for k in self.task.train_fields},
+                   **{f"val_{k}": val.get(k) for k in self.task.val_fields},
                    "epoch_time": tr["time"], "images_per_s": tr["images_per_s"]}
             history.append(row)
-            score = self._monitor(row)
-            is_best = score is not None and (best is None or score > best) and (val or self.val_batches is None)
+            score = self._score(row)
+            is_best = score is not None and (best is None or score > best)
             if self.out is not None:
                 metrics = {k: v for k, v in row.items() if k != "epoch"}
                 self.save_model_file(self.out / "last.safetensors", epoch + 1, metrics)
@@ -323,14 +326,16 @@ class Trainer:
     def _finish(self, history: list[dict], val: dict, best_epoch: int | None, run_time: float) -> dict:
         import json
 
-        last = history[-1] if history else {}
+        task, last = self.task, history[-1] if history else {}
+        better = max if task.monitor_mode == "max" else min
+        monitored = [h[f"val_{task.monitor}"] for h in history if h.get(f"val_{task.monitor}") is not None]
         summary = {
             "model": getattr(self.model, "build_args", {}).get("model", type(self.model).__name__),
-            "epochs": self.cfg.epochs, "best_epoch": best_epoch,
-            "train_loss": last.get("train_loss"), "train_accuracy": last.get("train_accuracy"),
-            "val_loss": val.get("loss"), "val_accuracy": val.get("accuracy"), "val_top5": val.get("top5"),
+            "task": task.name, "epochs": self.cfg.epochs, "best_epoch": best_epoch,
+            **{f"train_{k}": last.get(f"train_{k}") for k in task.train_fields},
+            **{f"val_{k}": val.get(k) for k in task.val_fields},
             "val_count": val.get("count"), "train_count": len(self.train_data),
-            "best_val_accuracy": max((h["val_accuracy"] for h in history if h.get("val_accuracy") is not None), default=None),
+            f"best_val_{task.monitor}": better(monitored, default=None),
             "time_s": run_time, "mean_epoch_time_s": sum(h["epoch_time"] for h in history) / max(len(history), 1) if history else None,
             "params": sum(p.numel() for p in self.model.parameters()), "trainable_params": self.trainable,
             "class_names": self.class_names, "input_size": [self.in_chans, self.input_size, self.input_size],
@@ -338,29 +343,23 @@ class Trainer:
             "recipe": self.cfg.to_dict(), "history": history,
         }
         if self.out is not None and dist.is_main():
-            self.task.report(self.out, self.eval_model, val, self.sample_images() if val else None)
+            preprocess = BatchAugment(self.input_size, self.mean, self.std, train=False, in_chans=self.in_chans)
+            task.report(self.out, self.eval_model, val, self.val_data if val else None, preprocess.to(self.device))
             summary["files"] = sorted({p.name for p in self.out.iterdir() if p.is_file() and not p.name.startswith(".")}
                                       | {"summary.json"})
             atomic_write_text(self.out / "summary.json", json.dumps(summary, indent=2) + "\n")
         self.progress.event("end", **{k: v for k, v in summary.items() if k not in ("history", "recipe", "class_names")})
         return summary
 
-    def sample_images(self, n: int = 16):
-        """``(uint8 images, labels, eval transform)`` of the first ``n`` validation images."""
-        from ..data.gpu import BatchAugment
 
-        ds = self.val_data
-        n = min(n, len(ds))
-        if getattr(ds, "images", None) is not None:
-            images, labels = ds.images[:n], ds.labels[:n]
-        else:
-            from torchvision.transforms.v2 import functional as TF
-
-            items = [ds[i] for i in range(n)]
-            images = torch.stack([TF.resize(im, [self.input_size, self.input_size], antialias=True) for im, _ in items])
-            labels = torch.tensor([lab for _, lab in items])
-        tf = BatchAugment(self.input_size, self.mean, self.std, train=False, in_chans=self.in_chans).to(self.device)
-        return images, labels, tf
+def _task_of(model: nn.Module, data) -> str:
+    """The data's task; a zoo model must have been made for it."""
+    task = getattr(data, "task", "classification")
+    card = getattr(model, "card", None)
+    if card is not None and card.task != task:
+        raise ValueError(f"{card.name} is a {card.task} model and the data is for {task}; pick a {task} model "
+                         f"(archzoo models --task {task}) or {card.task} data")
+    return task
 
 
 def _channels(ds) -> int:

@@ -4,16 +4,18 @@ from .classifier import ClassifierHead
 from .conv import ConvNormAct, NormAct, create_act, get_padding, make_divisible
 from .csp import CrossStagePartial, DarkBlock
 from .dense import DenseBlock, DenseLayer, Transition
-from .drop import DropPath, drop_path
-from .factorized_inception import InceptionA, InceptionB, InceptionC, InceptionD, InceptionE
+from .dilation import OutputStride
+from .drop import DropPath, drop_path, linear_drop_path
+from .factorized_inception import InceptionA, InceptionB, InceptionC, InceptionE, ReductionB
 from .fire import Fire
-from .fractal import FractalBlock, fractal_join, global_drop_column
+from .fractal import FractalBlock, GlobalDropPath, fractal_join, global_drop_column
 from .heads import ConvPoolHead, FCHead
 from .inception import (
     AuxClassifier,
     AvgPoolAtLeast,
     ConcatBranches,
     InceptionModule,
+    InceptionRange,
     imagenet_to_inception_range,
     inception_conv,
     split_1x3_3x1,
@@ -27,12 +29,12 @@ from .inception_v4 import (
     InceptionV4C,
     ReductionA,
     ReductionResNetB,
-    ReductionV4B,
     ResidualInception,
 )
 from .inverted_residual import DepthwiseSeparable, InvertedResidual
 from .lenet import ConnectionTableConv, EuclideanRBF, ScaledTanh, TrainableSubsampling
 from .mobile_stages import build_stages, round_channels, round_repeats, scale_stages, stage_features
+from .norm import NORM_LAYERS, create_norm_layer
 from .nas_cells import Cell, CellStack, FactorizedReduction, Genotype, SameConv2d, SamePool2d, SepConv
 from .residual import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck
 from .shortcut import ZeroPadShortcut, make_shortcut, projection_shortcut
@@ -50,9 +52,9 @@ __all__ = [
     "InceptionA",
     "InceptionB",
     "InceptionC",
-    "InceptionD",
     "InceptionE",
     "InceptionModule",
+    "InceptionRange",
     "InceptionResNetA",
     "InceptionResNetB",
     "InceptionResNetC",
@@ -61,7 +63,7 @@ __all__ = [
     "InceptionV4C",
     "ReductionA",
     "ReductionResNetB",
-    "ReductionV4B",
+    "ReductionB",
     "ResidualInception",
     "Cell",
     "CellStack",
@@ -86,6 +88,9 @@ __all__ = [
     "DepthwiseSeparable",
     "DropPath",
     "FractalBlock",
+    "GlobalDropPath",
+    "NORM_LAYERS",
+    "OutputStride",
     "InvertedResidual",
     "NormAct",
     "PreActBasicBlock",
@@ -94,11 +99,13 @@ __all__ = [
     "Transition",
     "ZeroPadShortcut",
     "create_act",
+    "create_norm_layer",
     "build_stages",
     "drop_path",
     "fractal_join",
     "get_padding",
     "global_drop_column",
+    "linear_drop_path",
     "make_divisible",
     "make_shortcut",
     "projection_shortcut",

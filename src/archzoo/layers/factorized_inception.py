@@ -7,8 +7,8 @@ Szegedy et al. 2015, "Rethinking the Inception Architecture for Computer Vision"
   Figure 6, n = 7 on the 17x17 grid); on the coarsest grid the 1x3 and 3x1 run side by side to
   widen the output (:class:`InceptionE`, Figure 7).
 * Section 5: to halve the grid without a representational bottleneck, stride-2 convolution
-  branches run in parallel with a stride-2 pooling branch (:class:`InceptionB`, :class:`InceptionD`,
-  Figure 10).
+  branches run in parallel with a stride-2 pooling branch (:class:`InceptionB`, :class:`ReductionB`,
+  Figure 10; Inception-v4 reuses the second with other widths).
 
 Branch widths are those of the released TensorFlow model (and torchvision's port). Each block
 takes ``conv_layer`` (default :class:`ConvNormAct`); Inception-v3 uses batch norm with ``eps=1e-3``.
@@ -72,18 +72,25 @@ class InceptionC(ConcatBranches):
         self.out_chs = 4 * 192
 
 
-class InceptionD(ConcatBranches):
-    """Grid reduction 17 -> 8: 1x1 -> stride-2 3x3 | 1x1 -> 1x7 -> 7x1 -> stride-2 3x3 | stride-2 max pool."""
+class ReductionB(ConcatBranches):
+    """Grid reduction 17 -> 8: 1x1 -> stride-2 3x3 | 1x1 -> 1x7 -> 7x1 -> stride-2 3x3 | stride-2 max pool.
 
-    def __init__(self, in_chs: int, conv_layer: ConvLayer = ConvNormAct):
+    Inception-v3's second reduction (Figure 10; torchvision's ``InceptionD``) and Inception-v4's
+    Reduction-B (arXiv:1602.07261, Figure 8) are this block with other widths: ``b3x3`` gives the
+    two convolutions of the first branch, ``b7x7x3`` the four of the second. The defaults are
+    Inception-v3's; Inception-v4 uses ``b3x3=(192, 192), b7x7x3=(256, 256, 320, 320)``.
+    """
+
+    def __init__(self, in_chs: int, b3x3: tuple[int, int] = (192, 320), b7x7x3: tuple[int, int, int, int] = (192, 192, 192, 192),
+                 conv_layer: ConvLayer = ConvNormAct):
         c = conv_layer
+        (r, w), (r7, a, b, w7) = b3x3, b7x7x3
         super().__init__(
-            b3x3=nn.Sequential(c(in_chs, 192, 1), c(192, 320, 3, stride=2, padding=0)),
-            b7x7x3=nn.Sequential(c(in_chs, 192, 1), c(192, 192, (1, 7)), c(192, 192, (7, 1)),
-                                 c(192, 192, 3, stride=2, padding=0)),
+            b3x3=nn.Sequential(c(in_chs, r, 1), c(r, w, 3, stride=2, padding=0)),
+            b7x7x3=nn.Sequential(c(in_chs, r7, 1), c(r7, a, (1, 7)), c(a, b, (7, 1)), c(b, w7, 3, stride=2, padding=0)),
             pool=nn.MaxPool2d(3, stride=2),
         )
-        self.out_chs = 320 + 192 + in_chs
+        self.out_chs = w + w7 + in_chs
 
 
 class InceptionE(ConcatBranches):

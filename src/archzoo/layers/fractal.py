@@ -48,6 +48,25 @@ def global_drop_column(num_columns: int, ratio: float, training: bool) -> int | 
     return int(torch.randint(num_columns, ()).item())
 
 
+class GlobalDropPath(nn.Module):
+    """Global drop-path's draw, made once per forward pass: ``forward(x)`` returns ``(x, column)``,
+    the single column every block computes for this mini-batch (:func:`global_drop_column`), or
+    ``column`` when it is fixed (evaluating one column alone), or ``None`` for the full fractal.
+    The pair is what the blocks pass along (:meth:`FractalBlock.forward_state`)."""
+
+    def __init__(self, num_columns: int, ratio: float = 0.0, column: int | None = None):
+        super().__init__()
+        self.num_columns, self.ratio, self.column = num_columns, ratio, column
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, int | None]:
+        if self.column is not None:
+            return x, self.column
+        return x, global_drop_column(self.num_columns, self.ratio, self.training)
+
+    def extra_repr(self) -> str:
+        return f"num_columns={self.num_columns}, ratio={self.ratio}, column={self.column}"
+
+
 class FractalBlock(nn.Module):
     """``num_columns`` columns of 3x3 conv-BN-ReLU units (``in_chs -> out_chs`` at each column's first).
 
@@ -66,6 +85,11 @@ class FractalBlock(nn.Module):
         )
         self.drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
         self.num_columns, self.local_drop_rate = num_columns, local_drop_rate
+
+    def forward_state(self, state: tuple[torch.Tensor, int | None]) -> tuple[torch.Tensor, int | None]:
+        """``(x, column) -> (block(x, column), column)``: the step a feature extractor runs."""
+        x, column = state
+        return self(x, column), column
 
     def forward(self, x: torch.Tensor, column: int | None = None) -> torch.Tensor:
         if column is not None:

@@ -154,3 +154,11 @@ def imagenet_to_inception_range(x: torch.Tensor) -> torch.Tensor:
     scale = x.new_tensor([s / 0.5 for s in _IMAGENET_STD]).view(1, 3, 1, 1)
     shift = x.new_tensor([(m - 0.5) / 0.5 for m in _IMAGENET_MEAN]).view(1, 3, 1, 1)
     return x * scale + shift
+
+
+class InceptionRange(nn.Module):
+    """:func:`imagenet_to_inception_range` as a module (the first layer of a net built with
+    ``transform_input=True``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return imagenet_to_inception_range(x)

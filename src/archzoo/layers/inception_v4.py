@@ -6,7 +6,8 @@ Learning", arXiv:1602.07261.
 * Inception-v4 makes the Inception-v3 design uniform: four Inception-A blocks on the 35x35 grid,
   seven Inception-B on 17x17, three Inception-C on 8x8 (Figures 4 to 6), joined by
   Reduction-A and Reduction-B (Figures 7, 8), with the factorized 1xn / nx1 convolutions of
-  Inception-v3 (arXiv:1512.00567).
+  Inception-v3 (arXiv:1512.00567). Reduction-B is Inception-v3's second grid reduction with other
+  widths: :class:`~archzoo.layers.factorized_inception.ReductionB`.
 * Inception-ResNet makes every block residual (:class:`ResidualInception`): the concatenated
   branches are projected back to the input width by a linear 1x1 convolution, scaled down
   (0.1 to 0.3: section 3.3 finds that unscaled residuals of very wide blocks make training
@@ -95,21 +96,6 @@ class ReductionA(ConcatBranches):
             pool=nn.MaxPool2d(3, stride=2),
         )
         self.out_chs = n + m + in_chs
-
-
-class ReductionV4B(ConcatBranches):
-    """Inception-v4's Reduction-B, 17x17 -> 8x8 (Figure 8): 1x1 -> stride-2 3x3 |
-    1x1 -> 1x7 -> 7x1 -> stride-2 3x3 | stride-2 max pool."""
-
-    def __init__(self, in_chs: int = 1024, conv_layer: ConvLayer = ConvNormAct):
-        c = conv_layer
-        super().__init__(
-            b3x3=nn.Sequential(c(in_chs, 192, 1), c(192, 192, 3, stride=2, padding=0)),
-            b7x7x3=nn.Sequential(c(in_chs, 256, 1), c(256, 256, (1, 7)), c(256, 320, (7, 1)),
-                                 c(320, 320, 3, stride=2, padding=0)),
-            pool=nn.MaxPool2d(3, stride=2),
-        )
-        self.out_chs = 192 + 320 + in_chs
 
 
 class ReductionResNetB(ConcatBranches):

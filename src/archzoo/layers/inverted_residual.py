@@ -13,6 +13,9 @@
 * MBConv — the same block with squeeze-excitation on the expanded features (MnasNet, Tan et al.
   2018, arXiv:1807.11626), swish activations and stochastic depth (EfficientNet, Tan & Le 2019,
   arXiv:1905.11946). The squeeze width is a ratio of the block's *input* channels.
+
+Both blocks take a ``dilation`` for their depthwise convolution (a dilated backbone,
+:mod:`archzoo.layers.dilation`).
 """
 
 from __future__ import annotations
@@ -71,9 +74,11 @@ class DepthwiseSeparable(_MobileBlock):
         norm_layer: NormLayer = nn.BatchNorm2d,
         skip: bool = True,
         drop_path: float = 0.0,
+        dilation: int = 1,
     ):
         super().__init__()
-        self.depthwise = ConvNormAct(in_chs, in_chs, kernel_size, stride, groups=in_chs, norm_layer=norm_layer, act_layer=act_layer)
+        self.depthwise = ConvNormAct(in_chs, in_chs, kernel_size, stride, dilation=dilation, groups=in_chs,
+                                     norm_layer=norm_layer, act_layer=act_layer)
         self.se = _squeeze_excite(in_chs, in_chs, se_ratio, act_layer)
         self.project = ConvNormAct(in_chs, out_chs, 1, norm_layer=norm_layer, act_layer=None)
         self._init_skip(in_chs, out_chs, stride, skip, drop_path)
@@ -101,11 +106,13 @@ class InvertedResidual(_MobileBlock):
         norm_layer: NormLayer = nn.BatchNorm2d,
         skip: bool = True,
         drop_path: float = 0.0,
+        dilation: int = 1,
     ):
         super().__init__()
         mid_chs = make_divisible(in_chs * expansion, 8)
         self.expand = ConvNormAct(in_chs, mid_chs, 1, norm_layer=norm_layer, act_layer=act_layer)
-        self.depthwise = ConvNormAct(mid_chs, mid_chs, kernel_size, stride, groups=mid_chs, norm_layer=norm_layer, act_layer=act_layer)
+        self.depthwise = ConvNormAct(mid_chs, mid_chs, kernel_size, stride, dilation=dilation, groups=mid_chs,
+                                     norm_layer=norm_layer, act_layer=act_layer)
         self.se = _squeeze_excite(mid_chs, in_chs, se_ratio, act_layer)
         self.project = ConvNormAct(mid_chs, out_chs, 1, norm_layer=norm_layer, act_layer=None)
         self._init_skip(in_chs, out_chs, stride, skip, drop_path)

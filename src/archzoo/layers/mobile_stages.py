@@ -17,6 +17,8 @@ import torch.nn as nn
 from ..blockstring import ACTIVATIONS, BlockSpec, Stages
 from ..features import feature
 from .conv import ActLayer, make_divisible
+from .dilation import OutputStride
+from .drop import linear_drop_path
 from .inverted_residual import DepthwiseSeparable, InvertedResidual, NormLayer
 
 
@@ -51,11 +53,12 @@ def make_block(
     act_layer: ActLayer,
     norm_layer: NormLayer = nn.BatchNorm2d,
     drop_path: float = 0.0,
+    dilation: int = 1,
 ) -> nn.Module:
     """One block of ``spec`` (one repeat) reading ``in_chs`` channels at ``stride``."""
     act = ACTIVATIONS[spec.act] if spec.act else act_layer
     common = dict(kernel_size=spec.kernel, stride=stride, se_ratio=spec.se_ratio, act_layer=act,
-                  norm_layer=norm_layer, skip=spec.skip, drop_path=drop_path)
+                  norm_layer=norm_layer, skip=spec.skip, drop_path=drop_path, dilation=dilation)
     if spec.block == "ds":
         return DepthwiseSeparable(in_chs, spec.out_chs, **common)
     if spec.block == "ir":
@@ -70,36 +73,42 @@ def build_stages(
     norm_layer: NormLayer = nn.BatchNorm2d,
     drop_path_rate: float = 0.0,
     in_stride: int = 1,
+    output_stride: int | None = None,
 ) -> tuple[nn.Sequential, list[dict]]:
     """``nn.Sequential`` of stages (each an ``nn.Sequential`` of blocks) and, per stage, its
-    output ``channels`` and ``stride`` (``in_stride`` times the strides so far).
+    output ``channels``, ``stride`` (the true reduction, ``in_stride`` times the strides so far)
+    and ``nominal_stride`` (the reduction without ``output_stride``).
 
-    Block ``i`` of ``n`` gets stochastic depth ``drop_path_rate * i / n`` (torchvision's rule for
-    EfficientNet; only blocks with a shortcut use it).
+    Block ``i`` of ``n`` gets stochastic depth ``drop_path_rate * i / n`` (the EfficientNet rule of
+    torchvision and timm, :func:`~archzoo.layers.linear_drop_path` with ``endpoint=False``; only
+    blocks with a shortcut use it). ``output_stride`` dilates the blocks past that reduction
+    instead of striding (:class:`~archzoo.layers.dilation.OutputStride`).
     """
     total = sum(spec.repeats for stage in stages for spec in stage)
-    index, stride = 0, in_stride
+    index, strides = 0, OutputStride(output_stride, in_stride)
     modules, info = [], []
     for stage in stages:
         blocks = []
         for spec in stage:
             for r in range(spec.repeats):
-                s = spec.stride if r == 0 else 1
-                blocks.append(make_block(spec, in_chs, s, act_layer, norm_layer, drop_path_rate * index / total))
+                s, d = strides(spec.stride if r == 0 else 1)
+                drop_path = linear_drop_path(drop_path_rate, index, total, endpoint=False)
+                blocks.append(make_block(spec, in_chs, s, act_layer, norm_layer, drop_path, dilation=d))
                 in_chs = spec.out_chs
-                stride *= s
                 index += 1
         modules.append(nn.Sequential(*blocks))
-        info.append({"channels": in_chs, "stride": stride})
+        info.append({"channels": in_chs, "stride": strides.stride, "nominal_stride": strides.nominal})
+    strides.check("these stages")
     return nn.Sequential(*modules), info
 
 
 def stage_features(info: Sequence[dict], prefix: str = "stages") -> list[dict]:
-    """The feature maps a detector wants: each stage after which the stride grows, and the last
-    stage (timm's convention for these networks: strides 2, 4, 8, 16, 32)."""
+    """The feature maps a detector wants: each stage after which the (nominal) stride grows, and the
+    last stage (timm's convention for these networks: strides 2, 4, 8, 16, 32). A dilated network
+    lists the same stages, each with its true stride."""
     picked = []
     for i, entry in enumerate(info):
-        if i == len(info) - 1 or info[i + 1]["stride"] > entry["stride"]:
+        if i == len(info) - 1 or info[i + 1]["nominal_stride"] > entry["nominal_stride"]:
             picked.append(feature(entry["channels"], entry["stride"], f"{prefix}.{i}"))
     return picked
 

@@ -222,12 +222,14 @@ class Cell(nn.Module):
 
     ``adapt_prev`` turns the input from two cells back into state 0 (``ReluConvBn``, or a
     :class:`FactorizedReduction` when it has twice the resolution; ``None`` uses it as it is),
-    ``adapt_cur`` (``ReluConvBn``) turns the previous cell's output into state 1.
+    ``adapt_cur`` (``ReluConvBn``) turns the previous cell's output into state 1. ``hold_prev``:
+    the next cell reads this cell's earlier input, not this cell's input (see :class:`CellSpec`).
     """
 
     def __init__(self, genotype: Genotype, prev_chs: int, cur_chs: int, chs: int, reduction: bool = False,
-                 adapt_prev: str | None = "conv"):
+                 adapt_prev: str | None = "conv", hold_prev: bool = False):
         super().__init__()
+        self.hold_prev = hold_prev
         if adapt_prev == "conv":
             self.adapt_prev = ReluConvBn(prev_chs, chs)
         elif adapt_prev == "factorized":
@@ -257,6 +259,12 @@ class Cell(nn.Module):
             states.append(block(states))
         return torch.cat([states[s] for s in self.concat], 1)
 
+    def forward_state(self, state: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x, x_prev) -> (cell(x, x_prev), input of the next cell's x_prev)``; a tensor (the stem
+        output, before the first cell) stands for both inputs."""
+        x, x_prev = state if isinstance(state, tuple) else (state, state)
+        return self(x, x_prev), (x_prev if self.hold_prev else x)
+
 
 @dataclass(frozen=True)
 class CellSpec:
@@ -284,11 +292,10 @@ class CellStack(nn.ModuleDict):
     def __init__(self, specs: list[CellSpec], stem_chs: int, stem_stride: int = 2):
         super().__init__()
         prev = cur = (stem_chs, stem_stride)
-        self.hold_prev = tuple(spec.hold_prev for spec in specs)
         self.taps: list[tuple[int, int, str]] = []
         for idx, spec in enumerate(specs):
             adapt = None if idx == 0 else "factorized" if prev[1] != cur[1] else "conv"
-            cell = Cell(spec.genotype, prev[0], cur[0], spec.chs, spec.reduction, adapt)
+            cell = Cell(spec.genotype, prev[0], cur[0], spec.chs, spec.reduction, adapt, spec.hold_prev)
             if spec.reduction and idx > 0:
                 self.taps.append((cur[0], cur[1], f"{spec.name}.adapt_cur.act"))
             self[spec.name] = cell
@@ -298,10 +305,10 @@ class CellStack(nn.ModuleDict):
         self.out_chs, self.out_stride = cur
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        prev = cur = x
-        for cell, hold_prev in zip(self.values(), self.hold_prev):
-            cur, prev = cell(cur, prev), (prev if hold_prev else cur)
-        return cur
+        state = x
+        for cell in self.values():
+            state = cell.forward_state(state)
+        return state[0]
 
 
 def nas_stem(in_chans: int, out_chs: int) -> ConvNormAct:

@@ -2,13 +2,15 @@
 
 :class:`BasicBlock` is two 3x3 convolutions; :class:`Bottleneck` is 1x1 reduce -> 3x3 -> 1x1
 expand. The 3x3 may be grouped (ResNeXt, Xie et al. 2016, arXiv:1611.05431), the branch may be
-gated by squeeze-excitation (Hu et al. 2017) and dropped by stochastic depth (Huang et al. 2016).
+gated by squeeze-excitation (Hu et al. 2017) and dropped by stochastic depth (Huang et al. 2016);
+the 3x3s may be dilated (a backbone with a smaller output stride, :mod:`archzoo.layers.dilation`).
 The pre-activation forms (He et al. 2016, arXiv:1603.05027) move norm and activation in front of
 each convolution and leave the shortcut path untouched: ``y = F(x) + shortcut(x)``.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 import torch
@@ -18,10 +20,15 @@ from .conv import ConvNormAct, NormAct, create_act
 from .drop import DropPath
 
 AttnLayer = Callable[[int], nn.Module] | None
+NormLayer = Callable[[int], nn.Module]
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 conv-norm layers; the first strides. ``attn_layer(out_chs)`` gates the branch."""
+    """Two 3x3 conv-norm layers; the first strides. ``attn_layer(out_chs)`` gates the branch.
+
+    ``dilation`` dilates both 3x3s, except that the first uses ``first_dilation`` when given (the
+    block of a dilated stage that would have strided keeps the previous dilation there).
+    """
 
     def __init__(
         self,
@@ -32,10 +39,14 @@ class BasicBlock(nn.Module):
         attn_layer: AttnLayer = None,
         drop_path: float = 0.0,
         act_layer=nn.ReLU,
+        dilation: int = 1,
+        first_dilation: int | None = None,
+        norm_layer: NormLayer = nn.BatchNorm2d,
     ):
         super().__init__()
-        self.conv1 = ConvNormAct(in_chs, out_chs, 3, stride, act_layer=act_layer)
-        self.conv2 = ConvNormAct(out_chs, out_chs, 3, act_layer=None)
+        first_dilation = first_dilation or dilation
+        self.conv1 = ConvNormAct(in_chs, out_chs, 3, stride, dilation=first_dilation, norm_layer=norm_layer, act_layer=act_layer)
+        self.conv2 = ConvNormAct(out_chs, out_chs, 3, dilation=dilation, norm_layer=norm_layer, act_layer=None)
         self.se = attn_layer(out_chs) if attn_layer else nn.Identity()
         self.shortcut = shortcut if shortcut is not None else nn.Identity()
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
@@ -47,7 +58,7 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """1x1 (``in -> reduce_chs``) -> 3x3 (``-> mid_chs``, strided, ``groups``) -> 1x1 (``-> out_chs``).
+    """1x1 (``in -> reduce_chs``) -> 3x3 (``-> mid_chs``, strided, ``groups``, ``dilation``) -> 1x1 (``-> out_chs``).
 
     ``reduce_chs`` defaults to ``mid_chs``; SENet-154 widens inside the 3x3 and sets it apart.
     """
@@ -64,12 +75,15 @@ class Bottleneck(nn.Module):
         attn_layer: AttnLayer = None,
         drop_path: float = 0.0,
         act_layer=nn.ReLU,
+        dilation: int = 1,
+        norm_layer: NormLayer = nn.BatchNorm2d,
     ):
         super().__init__()
         reduce_chs = reduce_chs or mid_chs
-        self.conv1 = ConvNormAct(in_chs, reduce_chs, 1, act_layer=act_layer)
-        self.conv2 = ConvNormAct(reduce_chs, mid_chs, 3, stride, groups=groups, act_layer=act_layer)
-        self.conv3 = ConvNormAct(mid_chs, out_chs, 1, act_layer=None)
+        conv = partial(ConvNormAct, norm_layer=norm_layer, act_layer=act_layer)
+        self.conv1 = conv(in_chs, reduce_chs, 1)
+        self.conv2 = conv(reduce_chs, mid_chs, 3, stride, dilation=dilation, groups=groups)
+        self.conv3 = conv(mid_chs, out_chs, 1, act_layer=None)
         self.se = attn_layer(out_chs) if attn_layer else nn.Identity()
         self.shortcut = shortcut if shortcut is not None else nn.Identity()
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()

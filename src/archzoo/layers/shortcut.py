@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -33,14 +35,16 @@ class ZeroPadShortcut(nn.Module):
         return f"{self.in_chs}, {self.out_chs}, stride={self.stride}"
 
 
-def projection_shortcut(in_chs: int, out_chs: int, stride: int, kernel_size: int = 1, norm: bool = True) -> nn.Module:
-    """Option B: ``norm(conv_k(x))`` with stride; ``norm=False`` for pre-activation blocks."""
-    return ConvNormAct(
-        in_chs, out_chs, kernel_size, stride, norm_layer=nn.BatchNorm2d if norm else None, act_layer=None, bias=False
-    )
+def projection_shortcut(in_chs: int, out_chs: int, stride: int, kernel_size: int = 1,
+                        norm_layer: Callable[[int], nn.Module] | None = nn.BatchNorm2d, dilation: int = 1) -> nn.Module:
+    """Option B: ``norm(conv_k(x))`` with stride; ``norm_layer=None`` for pre-activation blocks.
+    ``dilation`` only matters for kernels above 1 (SENet-154's 3x3 projections in a dilated stage)."""
+    return ConvNormAct(in_chs, out_chs, kernel_size, stride, dilation=dilation if kernel_size > 1 else 1,
+                       norm_layer=norm_layer, act_layer=None, bias=False)
 
 
-def make_shortcut(kind: str, in_chs: int, out_chs: int, stride: int, kernel_size: int = 1, norm: bool = True) -> nn.Module | None:
+def make_shortcut(kind: str, in_chs: int, out_chs: int, stride: int, kernel_size: int = 1,
+                  norm_layer: Callable[[int], nn.Module] | None = nn.BatchNorm2d, dilation: int = 1) -> nn.Module | None:
     """The shortcut a block needs: ``None`` (identity) when shapes match, else option ``kind``
     (``"A"``: zero padding, ``"B"``: projection)."""
     if stride == 1 and in_chs == out_chs:
@@ -48,5 +52,5 @@ def make_shortcut(kind: str, in_chs: int, out_chs: int, stride: int, kernel_size
     if kind == "A":
         return ZeroPadShortcut(in_chs, out_chs, stride)
     if kind == "B":
-        return projection_shortcut(in_chs, out_chs, stride, kernel_size, norm)
+        return projection_shortcut(in_chs, out_chs, stride, kernel_size, norm_layer, dilation)
     raise ValueError(f"shortcut kind must be 'A' or 'B', got {kind!r}")

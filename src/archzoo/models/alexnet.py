@@ -49,6 +49,8 @@ class AlexNet(Classifier):
         drop_rate: dropout probability in the head; hidden: widths of the hidden FC layers.
     """
 
+    feature_chain = ("stages", "pool")
+
     def __init__(
         self,
         widths: tuple[int, int, int, int, int] = (64, 192, 384, 256, 256),
@@ -99,6 +101,7 @@ _HEAD_NOTE = ("The head is not 'global pool + linear': the last map is pooled to
               "pre_logits=True) gives the 4096-d penultimate features.")
 
 card = family_card(
+    input_convs=("stages.0.conv1.conv",),
     family="alexnet",
     year=2012,
     paper="Krizhevsky et al. 2012, ImageNet Classification with Deep Convolutional Neural Networks (NeurIPS)",

@@ -4,6 +4,8 @@
 * ``forward_head(x, pre_logits=False)`` -> logits (or the pooled features)
 * ``reset_classifier(num_classes)`` -> a fresh final layer (``0`` removes it)
 * ``num_features``, ``num_classes``, ``feature_info`` (see :mod:`archzoo.features`)
+* ``feature_stages()`` -> how ``forward_features`` decomposes, one stage per ``feature_info``
+  entry; chains of modules just name them in ``feature_chain`` (see :mod:`archzoo.features`)
 * ``head_hidden_size`` (only where it differs from ``num_features``): the width of
   ``forward_head(x, pre_logits=True)`` for heads with hidden layers (AlexNet/VGG: 4096)
 
@@ -17,7 +19,7 @@ from typing import NamedTuple
 import torch
 import torch.nn as nn
 
-from ..features import FeatureInfo
+from ..features import FeatureInfo, FeatureStage, chain_stages
 from ..layers import ClassifierHead
 
 
@@ -37,6 +39,9 @@ class Classifier(nn.Module):
     num_classes: int
     feature_info: FeatureInfo
     head: nn.Module
+    #: the modules ``forward_features`` runs, in order (dotted paths; a ``Sequential`` holding a
+    #: feature map is expanded into its children); ``None``: the family overrides ``feature_stages``
+    feature_chain: tuple[str, ...] | None = None
 
     def init_head(self, num_features: int, num_classes: int, drop_rate: float = 0.0, **head_kwargs) -> None:
         self.num_features = num_features
@@ -45,6 +50,14 @@ class Classifier(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def feature_stages(self) -> list[FeatureStage]:
+        """One :class:`~archzoo.features.FeatureStage` per ``feature_info`` entry: what a backbone
+        built from this model runs to produce each map (``features_only``)."""
+        if self.feature_chain is None:
+            raise NotImplementedError(f"{type(self).__name__} does not describe its stages: set feature_chain "
+                                      "or override feature_stages (see docs/adding_a_family.md)")
+        return chain_stages(self, self.feature_chain)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         return self.head(x, pre_logits=pre_logits)

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from ..features import FeatureInfo, feature
-from ..layers import Bottleneck, ConvNormAct, CrossStagePartial, DarkBlock
+from ..layers import Bottleneck, ConvNormAct, CrossStagePartial, DarkBlock, linear_drop_path
 from ..registry import family_card, register_variants
 from .base import Classifier, init_weights
 
@@ -42,9 +42,12 @@ class CSPNet(Classifier):
         down_growth: the down-sampling conv already widens to the stage width (CSPDarknet).
         cross_linear: no activation after the expansion conv (CSPResNet).
         stem_width, stem_kernel, stem_stride, stem_pool: one conv-BN-act, optionally 3x3/2 max pooling.
-        drop_rate: dropout before the classifier; drop_path_rate: stochastic depth, linear in depth.
+        drop_rate: dropout before the classifier; drop_path_rate: stochastic depth of the last block,
+            linear in depth (timm's rule, :func:`~archzoo.layers.linear_drop_path`).
         zero_init_last: start each residual branch's last norm at zero (as timm does).
     """
+
+    feature_chain = ("stem", "stages")
 
     def __init__(
         self,
@@ -93,7 +96,7 @@ class CSPNet(Classifier):
             mid_chs = round(block_chs * bottle_ratios[i])
             blocks = []
             for j in range(depths[i]):
-                dp = drop_path_rate * k / max(total - 1, 1)
+                dp = linear_drop_path(drop_path_rate, k, total)
                 in_chs = exp_chs // 2 if j == 0 else block_chs
                 if block == "bottle":
                     blocks.append(Bottleneck(in_chs, block_chs, mid_chs, drop_path=dp, act_layer=act))
@@ -125,6 +128,7 @@ class CSPNet(Classifier):
 # --- variants ---------------------------------------------------------------------------------
 
 card = family_card(
+    input_convs=("stem.conv1.conv",),
     family="cspnet",
     year=2019,
     paper="arXiv:1911.11929 CSPNet: A New Backbone that can Enhance Learning Capability of CNN (Wang et al.)",

@@ -78,6 +78,10 @@ class DenseNet(Classifier):
                 chs, stride = int(chs * compression), stride * 2
         self.norm = NormAct(chs)
         info.append(feature(chs, stride, "norm"))
+        chain = ["stem"]
+        for i in range(len(self.blocks)):  # blocks and transitions alternate
+            chain += [f"blocks.{i}", f"transitions.{i}"] if i < len(self.transitions) else [f"blocks.{i}"]
+        self.feature_chain = (*chain, "norm")
         self.feature_info = FeatureInfo(info)
         self.init_head(chs, num_classes, drop_rate)
         init_weights(self)
@@ -94,6 +98,7 @@ class DenseNet(Classifier):
 # --- variants ---------------------------------------------------------------------------------
 
 card = family_card(
+    input_convs=("stem.conv.conv",),
     family="densenet",
     year=2016,
     paper="arXiv:1608.06993 Densely Connected Convolutional Networks (Huang et al.)",
@@ -107,7 +112,7 @@ register_variants(DenseNet, [
          kwargs=dict(growth_rate=48, block_config=(6, 12, 36, 24), stem_width=96)),
     card("densenet169", reference="torchvision:densenet169", kwargs=dict(growth_rate=32, block_config=(6, 12, 32, 32))),
     card("densenet201", reference="torchvision:densenet201", kwargs=dict(growth_rate=32, block_config=(6, 12, 48, 32))),
-    card("densenet_bc_100_k12", input_size=(3, 32, 32), min_input_size=(3, 8, 8), mean=CIFAR_MEAN, std=CIFAR_STD,
+    card("densenet_bc_100_k12", input_convs=("stem.conv",), dataset="CIFAR-10", input_size=(3, 32, 32), min_input_size=(3, 8, 8), mean=CIFAR_MEAN, std=CIFAR_STD,
          num_classes=10,
          notes="CIFAR DenseNet-BC (L=100, k=12) of section 4.2: a 3x3 conv to 2k=24 channels, three blocks of 16 "
                "bottleneck layers, compression 0.5. The paper adds dropout 0.2 after each conv without data "

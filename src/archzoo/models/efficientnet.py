@@ -49,6 +49,7 @@ _TV_EVAL = {"b0": "256 -> 224", "b1": "256 -> 240 (IMAGENET1K_V1), 255 -> 240 bi
 _TF_BN = dict(bn_eps=1e-3, bn_momentum=0.01)
 
 card = family_card(
+    input_convs=("stem.conv",),
     family="efficientnet",
     year=2019,
     paper="arXiv:1905.11946 EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks (Tan & Le)",

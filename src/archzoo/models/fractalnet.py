@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from ..features import FeatureInfo, feature
-from ..layers import FractalBlock, global_drop_column
+from ..layers import FractalBlock, GlobalDropPath
 from ..registry import CIFAR_MEAN, CIFAR_STD, family_card, register_variants
 from .base import Classifier, init_weights
 
@@ -61,7 +61,8 @@ class FractalNet(Classifier):
             raise ValueError(f"block_drop_rates {block_drop_rates} needs one rate per block ({len(widths)})")
         if column is not None and not 0 <= column < num_columns:
             raise ValueError(f"column must be in 0..{num_columns - 1}, got {column}")
-        self.num_columns, self.global_drop_ratio, self.column = num_columns, global_drop_ratio, column
+        self.num_columns = num_columns
+        self.global_drop = GlobalDropPath(num_columns, global_drop_ratio, column)
         self.blocks, self.pools = nn.ModuleList(), nn.ModuleList()
         info, chs, stride = [], in_chans, 1
         for i, (width, p) in enumerate(zip(widths, block_drop_rates)):
@@ -70,14 +71,23 @@ class FractalNet(Classifier):
             chs, stride = width, stride * 2
             info.append(feature(width, stride, f"pools.{i}"))
         self.feature_info = FeatureInfo(info)
+        # the state passed along is (map, column): blocks take both (forward_state), pools the map
+        self.feature_chain = ("global_drop", *[f"{kind}.{i}" for i in range(len(widths)) for kind in ("blocks", "pools")])
         self.init_head(chs, num_classes, drop_rate)
         init_weights(self)
 
+    @property
+    def column(self) -> int | None:
+        """The single column evaluated (``None``: the whole fractal)."""
+        return self.global_drop.column
+
+    @column.setter
+    def column(self, column: int | None) -> None:
+        self.global_drop.column = column
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         # one draw per mini-batch, shared by every block: global drop-path keeps one column throughout
-        column = self.column
-        if column is None:
-            column = global_drop_column(self.num_columns, self.global_drop_ratio, self.training)
+        x, column = self.global_drop(x)
         for block, pool in zip(self.blocks, self.pools):
             x = pool(block(x, column))
         return x
@@ -86,6 +96,7 @@ class FractalNet(Classifier):
 # --- variants ---------------------------------------------------------------------------------
 
 card = family_card(
+    input_convs=tuple(f"blocks.0.columns.{i}.0.conv" for i in range(3)),  # every column starts on the image
     family="fractalnet",
     year=2016,
     paper="arXiv:1605.07648 FractalNet: Ultra-Deep Neural Networks without Residuals (Larsson et al.)",
@@ -94,7 +105,7 @@ card = family_card(
 )
 
 register_variants(FractalNet, [
-    card("fractalnet", input_size=(3, 32, 32), min_input_size=(3, 32, 32), mean=CIFAR_MEAN, std=CIFAR_STD,
+    card("fractalnet", dataset="CIFAR-10", input_size=(3, 32, 32), min_input_size=(3, 32, 32), mean=CIFAR_MEAN, std=CIFAR_STD,
          num_classes=10, cam_layer="blocks.4",  # the last pool leaves 1x1 at 32x32: explain the block before it
          notes="The 20-layer CIFAR FractalNet of table 1 (B=5 blocks, C=3 columns, 64-128-256-512-512 channels), "
                "as in the authors' Caffe generator. Paper-regularised training: local_drop_rate=0.15, "

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from ..features import FeatureInfo, feature
-from ..layers import AuxClassifier, InceptionModule, imagenet_to_inception_range, inception_conv
+from ..layers import AuxClassifier, InceptionModule, InceptionRange, inception_conv
 from ..registry import family_card, register_variants
 from .base import AuxLogits, Classifier
 
@@ -33,18 +33,27 @@ class AuxNet(Classifier):
     """A classifier whose body ``self.features`` feeds auxiliary heads ``self.aux_heads[i]`` with the
     output of layer ``self.aux_taps[i]`` during training.
 
-    Subclasses build ``features``, ``aux_heads`` (or ``None``), ``aux_taps`` and the head, and set
-    ``transform_input``.
+    Subclasses set ``transform_input`` first, then build ``features``, ``aux_heads`` (or ``None``),
+    ``aux_taps`` and the head. A backbone runs ``input_transform`` and ``features``, never the
+    auxiliary heads.
     """
 
     features: nn.Sequential
     aux_heads: nn.ModuleList | None
     aux_taps: tuple[str, ...]
-    transform_input: bool
+    feature_chain = ("input_transform", "features")
+
+    @property
+    def transform_input(self) -> bool:
+        """Whether the first layer re-normalises ImageNet-normalised input to Inception's [-1, 1]."""
+        return isinstance(self.input_transform, InceptionRange)
+
+    @transform_input.setter
+    def transform_input(self, value: bool) -> None:
+        self.input_transform = InceptionRange() if value else nn.Identity()
 
     def _run(self, x: torch.Tensor, with_aux: bool) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        if self.transform_input:
-            x = imagenet_to_inception_range(x)
+        x = self.input_transform(x)
         aux = []
         for name, layer in self.features.named_children():
             x = layer(x)
@@ -60,12 +69,6 @@ class AuxNet(Classifier):
         x, aux = self._run(x, with_aux)
         logits = self.forward_head(x)
         return AuxLogits(logits, aux) if with_aux else logits
-
-    @property
-    def aux_classifiers(self) -> tuple[str, ...]:
-        """The auxiliary heads' final layers (the builder re-initialises them with the main one when
-        loading weights for another class count)."""
-        return tuple(f"aux_heads.{i}.fc" for i in range(len(self.aux_heads or ())))
 
     def reset_classifier(self, num_classes: int) -> None:
         """A fresh final layer for the main and auxiliary heads; ``0`` removes them (aux heads too)."""
@@ -174,6 +177,8 @@ _TRANSFORM_NOTE = ("torchvision's pretrained {name} weights (ported from Google'
                    "mean = std = 0.5.")
 
 card = family_card(
+    input_convs=("features.conv1.conv",),
+    heads=("head.fc", "aux_heads.0.fc", "aux_heads.1.fc"),
     family="googlenet",
     year=2014,
     paper="arXiv:1409.4842 Going Deeper with Convolutions (Szegedy et al.)",

@@ -5,7 +5,8 @@ Inception blocks made residual (Figure 15): each block's concatenated branches a
 back to the input width by a linear 1x1 convolution, scaled (0.17, 0.1, 0.2 on the three grids)
 and added to the input. Ten Inception-ResNet-A blocks on 35x35, twenty -B on 17x17 and ten -C on
 8x8 (the last one unscaled and unrectified), joined by Reduction-A and Reduction-B, then a 1x1
-convolution to 1536 channels. The released TensorFlow model, which timm ports and this file
+convolution to 1536 channels: Inception-v4's skeleton (:class:`~archzoo.models.inception_v4.InceptionNet`)
+with other blocks. The released TensorFlow model, which timm ports and this file
 follows, uses an Inception-v3 style stem ending in a four-branch block instead of the paper's
 Figure 3 stem. The blocks are in :mod:`archzoo.layers.inception_v4`.
 """
@@ -14,14 +15,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-import torch
 import torch.nn as nn
 
-from ..features import FeatureInfo, feature
 from ..layers.inception import ConcatBranches, inception_conv
 from ..layers.inception_v4 import InceptionResNetA, InceptionResNetB, InceptionResNetC, ReductionA, ReductionResNetB
 from ..registry import INCEPTION_MEAN, INCEPTION_STD, family_card, register_variants
-from .base import Classifier, init_weights
+from .inception_v4 import InceptionNet
 
 
 def _stem(in_chans: int, c=inception_conv) -> nn.Sequential:
@@ -48,7 +47,7 @@ def _mixed_5b(c=inception_conv) -> ConcatBranches:
     )
 
 
-class InceptionResNetV2(Classifier):
+class InceptionResNetV2(InceptionNet):
     """Stem -> Inception-ResNet-A x10 -> Reduction-A -> -B x20 -> Reduction-B -> -C x10 -> 1x1 conv
     -> global average pool -> dropout -> linear.
 
@@ -67,12 +66,10 @@ class InceptionResNetV2(Classifier):
         in_chans: int = 3,
         drop_rate: float = 0.0,
     ):
-        super().__init__()
         c = inception_conv
-        self.stem = _stem(in_chans, c)
         na, nb, nc = depths
         sa, sb, sc = scales
-        self.stages = nn.Sequential(
+        stages = nn.Sequential(
             nn.Sequential(_mixed_5b(c), *[InceptionResNetA(320, sa, c) for _ in range(na)]),
             nn.Sequential(ReductionA(320, 256, 256, 384, 384, c), *[InceptionResNetB(1088, sb, c) for _ in range(nb)]),
             nn.Sequential(
@@ -82,23 +79,14 @@ class InceptionResNetV2(Classifier):
                 c(2080, 1536, 1),
             ),
         )
-        self.feature_info = FeatureInfo([
-            feature(64, 2, "stem.conv3"),
-            feature(192, 4, "stem.conv5"),
-            feature(320, 8, "stages.0"),
-            feature(1088, 16, "stages.1"),
-            feature(1536, 32, "stages.2"),
-        ])
-        self.init_head(1536, num_classes, drop_rate)
-        init_weights(self)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.stem(x))
+        super().__init__(_stem(in_chans, c), ((64, "conv3"), (192, "conv5")), stages, (320, 1088, 1536),
+                         num_classes, drop_rate)
 
 
 # --- variants ---------------------------------------------------------------------------------
 
 card = family_card(
+    input_convs=("stem.conv1.conv",),
     family="inception_resnet_v2",
     year=2016,
     paper="arXiv:1602.07261 Inception-v4, Inception-ResNet and the Impact of Residual Connections on Learning "

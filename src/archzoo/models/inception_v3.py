@@ -10,7 +10,7 @@ the layout and widths are those of Google's released model (torchvision's and ti
 
     stem: 3x3/2, 3x3, 3x3, pool, 1x1, 3x3, pool         (299 -> 35)
     3 x InceptionA (35x35) -> InceptionB (to 17x17) -> 4 x InceptionC (7x7 factorized)
-    -> [auxiliary head] -> InceptionD (to 8x8) -> 2 x InceptionE -> average pool -> dropout -> fc
+    -> [auxiliary head] -> ReductionB (to 8x8) -> 2 x InceptionE -> average pool -> dropout -> fc
 
 The auxiliary head runs in training mode only (``AuxLogits(logits, aux=(aux,))``, see
 :class:`~archzoo.models.googlenet.AuxNet`); on inputs smaller than 299 its first pooling
@@ -31,8 +31,8 @@ from ..layers import (
     InceptionA,
     InceptionB,
     InceptionC,
-    InceptionD,
     InceptionE,
+    ReductionB,
     inception_conv,
 )
 from ..registry import family_card, register_variants
@@ -84,7 +84,7 @@ class InceptionV3(AuxNet):
             ("mixed6c", InceptionC(768, mid_chs=160, conv_layer=c)),
             ("mixed6d", InceptionC(768, mid_chs=160, conv_layer=c)),
             ("mixed6e", InceptionC(768, mid_chs=192, conv_layer=c)),
-            ("mixed7a", InceptionD(768, conv_layer=c)),
+            ("mixed7a", ReductionB(768, conv_layer=c)),
             ("mixed7b", InceptionE(1280, conv_layer=c)),
             ("mixed7c", InceptionE(2048, conv_layer=c)),
         ]))
@@ -118,6 +118,8 @@ class InceptionV3(AuxNet):
 
 
 card = family_card(
+    input_convs=("features.conv1a.conv",),
+    heads=("head.fc", "aux_heads.0.fc"),
     family="inception_v3",
     year=2015,
     paper="arXiv:1512.00567 Rethinking the Inception Architecture for Computer Vision (Szegedy et al.)",

@@ -4,7 +4,8 @@ Connections on Learning", arXiv:1602.07261.
 Inception-v3 made uniform: a deeper stem of plain and two-branch convolutions (Figure 3), then
 four Inception-A blocks on the 35x35 grid, seven Inception-B on 17x17 and three Inception-C on
 8x8, joined by Reduction-A and Reduction-B (Figure 9). The blocks are in
-:mod:`archzoo.layers.inception_v4`; this file is the stem and the layout.
+:mod:`archzoo.layers.inception_v4`; this file is the stem, the layout and :class:`InceptionNet`,
+the skeleton Inception-ResNet-v2 shares.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import torch
 import torch.nn as nn
 
 from ..features import FeatureInfo, feature
+from ..layers.factorized_inception import ReductionB
 from ..layers.inception import ConcatBranches, inception_conv
-from ..layers.inception_v4 import InceptionV4A, InceptionV4B, InceptionV4C, ReductionA, ReductionV4B
+from ..layers.inception_v4 import InceptionV4A, InceptionV4B, InceptionV4C, ReductionA
 from ..registry import INCEPTION_MEAN, INCEPTION_STD, family_card, register_variants
 from .base import Classifier, init_weights
 
@@ -38,7 +40,37 @@ def _stem(in_chans: int, c=inception_conv) -> nn.Sequential:
     ))
 
 
-class InceptionV4(Classifier):
+class InceptionNet(Classifier):
+    """Stem -> one stage per grid (35x35, 17x17, 8x8) -> global average pool -> dropout -> linear:
+    the skeleton Inception-v4 and Inception-ResNet-v2 share (they differ in the stem and the blocks).
+
+    Args:
+        stem: the stem (an ``nn.Sequential``); stem_maps: ``(channels, child name)`` of its two
+            feature maps, at strides 2 and 4.
+        stages: the three grids' stages (an ``nn.Sequential``), at strides 8, 16, 32, with
+            ``widths`` output channels.
+    """
+
+    feature_chain = ("stem", "stages")
+
+    def __init__(self, stem: nn.Sequential, stem_maps: tuple[tuple[int, str], tuple[int, str]], stages: nn.Sequential,
+                 widths: tuple[int, int, int], num_classes: int, drop_rate: float):
+        super().__init__()
+        self.stem, self.stages = stem, stages
+        (c2, m2), (c4, m4) = stem_maps
+        self.feature_info = FeatureInfo([
+            feature(c2, 2, f"stem.{m2}"),
+            feature(c4, 4, f"stem.{m4}"),
+            *[feature(w, 8 * 2**i, f"stages.{i}") for i, w in enumerate(widths)],
+        ])
+        self.init_head(widths[-1], num_classes, drop_rate)
+        init_weights(self)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(self.stem(x))
+
+
+class InceptionV4(InceptionNet):
     """Stem -> Inception-A x4 -> Reduction-A -> Inception-B x7 -> Reduction-B -> Inception-C x3
     -> global average pool -> dropout -> linear.
 
@@ -54,32 +86,22 @@ class InceptionV4(Classifier):
         in_chans: int = 3,
         drop_rate: float = 0.0,
     ):
-        super().__init__()
         c = inception_conv
-        self.stem = _stem(in_chans, c)
         na, nb, nc = depths
-        self.stages = nn.Sequential(
+        stages = nn.Sequential(
             nn.Sequential(*[InceptionV4A(384, c) for _ in range(na)]),
             nn.Sequential(ReductionA(384, 192, 224, 256, 384, c), *[InceptionV4B(1024, c) for _ in range(nb)]),
-            nn.Sequential(ReductionV4B(1024, c), *[InceptionV4C(1536, c) for _ in range(nc)]),
+            nn.Sequential(ReductionB(1024, b3x3=(192, 192), b7x7x3=(256, 256, 320, 320), conv_layer=c),
+                          *[InceptionV4C(1536, c) for _ in range(nc)]),
         )
-        self.feature_info = FeatureInfo([
-            feature(64, 2, "stem.conv3"),
-            feature(160, 4, "stem.mixed1"),
-            feature(384, 8, "stages.0"),
-            feature(1024, 16, "stages.1"),
-            feature(1536, 32, "stages.2"),
-        ])
-        self.init_head(1536, num_classes, drop_rate)
-        init_weights(self)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.stem(x))
+        super().__init__(_stem(in_chans, c), ((64, "conv3"), (160, "mixed1")), stages, (384, 1024, 1536),
+                         num_classes, drop_rate)
 
 
 # --- variants ---------------------------------------------------------------------------------
 
 card = family_card(
+    input_convs=("stem.conv1.conv",),
     family="inception_v4",
     year=2016,
     paper="arXiv:1602.07261 Inception-v4, Inception-ResNet and the Impact of Residual Connections on Learning "

@@ -50,7 +50,13 @@ LENET_MEAN = (0.1 / 1.275,)
 
 
 class LeNet5(Classifier):
-    """C1 -> S2 -> C3 -> S4 -> C5 -> F6 -> RBF output; see the module docstring."""
+    """C1 -> S2 -> C3 -> S4 -> C5 -> F6 -> RBF output; see the module docstring.
+
+    The convolutions are unpadded, so each map is smaller than the input over its stride by a
+    border (32x32 input: C1 28x28 at stride 1, C3 10x10 at stride 2, C5 1x1 at stride 4).
+    """
+
+    feature_chain = ("c1", "s2", "c3", "s4", "c5")
 
     def __init__(self, num_classes: int = 10, in_chans: int = 1, drop_rate: float = 0.0):
         super().__init__()
@@ -80,6 +86,7 @@ class LeNet5(Classifier):
 
 
 card = family_card(
+    input_convs=("c1.conv",),
     family="lenet",
     year=1998,
     paper="LeCun et al. 1998, Gradient-Based Learning Applied to Document Recognition (Proc. IEEE 86(11))",
@@ -87,7 +94,7 @@ card = family_card(
 )
 
 register_variants(LeNet5, [
-    card("lenet5", input_size=(1, 32, 32), min_input_size=(1, 32, 32), mean=LENET_MEAN, std=LENET_STD, num_classes=10,
+    card("lenet5", dataset="MNIST", input_size=(1, 32, 32), min_input_size=(1, 32, 32), mean=LENET_MEAN, std=LENET_STD, num_classes=10,
          cam_layer="c3",  # C5's output is 1x1 at 32x32: explain the last map with extent (10x10)
          notes="The 1998 network as published: trainable subsampling, C3's partial connection table, scaled tanh, "
                "and an output of Euclidean RBF units with fixed random +-1 class codes (a buffer, not trained): "

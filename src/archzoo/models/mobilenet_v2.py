@@ -10,14 +10,11 @@ strings; a width multiplier scales every layer except the 1280-wide head, which 
 
 from __future__ import annotations
 
-from functools import partial
-
 import torch
-import torch.nn as nn
 
 from ..blockstring import ACTIVATIONS, parse_stages
 from ..features import FeatureInfo
-from ..layers import ConvNormAct, build_stages, round_channels, scale_stages, stage_features
+from ..layers import ConvNormAct, build_stages, create_norm_layer, round_channels, scale_stages, stage_features
 from ..registry import family_card, register_variants
 from .base import Classifier, init_weights
 
@@ -48,9 +45,16 @@ class MobileNet(Classifier):
             max(1, width_mult)``); otherwise it scales like every other layer (EfficientNet).
         act: activation name (``relu6`` in MobileNetV2, ``silu`` in EfficientNet).
         bn_eps, bn_momentum: batch-norm settings (PyTorch's momentum convention).
-        drop_rate: dropout before the classifier; drop_path_rate: stochastic depth of the last
-            block (block ``i`` of ``n`` drops with ``drop_path_rate * i / n``).
+        drop_rate: dropout before the classifier; drop_path_rate: the rate of stochastic depth —
+            block ``i`` (from 0) of ``n`` drops its branch with ``drop_path_rate * i / n``, so the
+            last block with ``drop_path_rate * (n - 1) / n`` (torchvision's and timm's EfficientNet rule).
+        output_stride: stop reducing at 8 or 16 (``None``: 32); later blocks dilate their depthwise
+            convolution instead of striding (:mod:`archzoo.layers.dilation`).
+        norm_layer: ``"batchnorm"``, ``"frozen_batchnorm"`` or ``"groupnorm"``
+            (:func:`~archzoo.layers.create_norm_layer`; ``bn_eps`` applies to all three).
     """
+
+    feature_chain = ("stem", "stages")
 
     def __init__(
         self,
@@ -67,16 +71,19 @@ class MobileNet(Classifier):
         in_chans: int = 3,
         drop_rate: float = 0.2,
         drop_path_rate: float = 0.0,
+        output_stride: int | None = None,
+        norm_layer: str = "batchnorm",
     ):
         super().__init__()
         act_layer = ACTIVATIONS[act]
-        norm_layer = partial(nn.BatchNorm2d, eps=bn_eps, momentum=bn_momentum)
+        norm = create_norm_layer(norm_layer, eps=bn_eps, momentum=bn_momentum)
         self.stage_specs = scale_stages(parse_stages(arch), width_mult, depth_mult)
         stem_chs = round_channels(stem_chs, width_mult)
         head_chs = round_channels(head_chs, max(1.0, width_mult) if keep_head_width else width_mult)
-        self.stem = ConvNormAct(in_chans, stem_chs, 3, stride=2, norm_layer=norm_layer, act_layer=act_layer)
-        self.stages, info = build_stages(self.stage_specs, stem_chs, act_layer, norm_layer, drop_path_rate, in_stride=2)
-        self.conv_head = ConvNormAct(info[-1]["channels"], head_chs, 1, norm_layer=norm_layer, act_layer=act_layer)
+        self.stem = ConvNormAct(in_chans, stem_chs, 3, stride=2, norm_layer=norm, act_layer=act_layer)
+        self.stages, info = build_stages(self.stage_specs, stem_chs, act_layer, norm, drop_path_rate, in_stride=2,
+                                         output_stride=output_stride)
+        self.conv_head = ConvNormAct(info[-1]["channels"], head_chs, 1, norm_layer=norm, act_layer=act_layer)
         self.feature_info = FeatureInfo(stage_features(info))
         self.init_head(head_chs, num_classes, drop_rate)
         init_weights(self)
@@ -88,6 +95,7 @@ class MobileNet(Classifier):
 # --- variants ---------------------------------------------------------------------------------
 
 card = family_card(
+    input_convs=("stem.conv",),
     family="mobilenet_v2",
     year=2018,
     paper="arXiv:1801.04381 MobileNetV2: Inverted Residuals and Linear Bottlenecks (Sandler et al.)",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..features import FeatureInfo, feature
+from ..features import FeatureInfo, FeatureStage, feature
 from ..layers.nas_cells import CellSpec, CellStack, Genotype, nas_stem
 from ..registry import INCEPTION_MEAN, INCEPTION_STD, family_card, register_variants
 from .base import Classifier, init_weights
@@ -62,7 +62,11 @@ def nasnet_cells(filters: int, num_normal: int, multiplier: int = 2, skip_reduct
 
 class CellNet(Classifier):
     """3x3 stem convolution -> a :class:`CellStack` of searched cells -> ReLU -> global pool ->
-    linear: the body NASNet and PNASNet share; subclasses choose the cell plan."""
+    linear: the body NASNet and PNASNet share; subclasses choose the cell plan.
+
+    The feature maps are the stem output, the rectified output of the last cell at each
+    resolution (taken by the next cell's input ReLU, ``cells.<next>.adapt_cur.act``) and the final
+    ReLU's output."""
 
     def build(self, in_chans: int, stem_width: int, specs: list[CellSpec], num_classes: int, drop_rate: float) -> None:
         self.stem = nas_stem(in_chans, stem_width)
@@ -78,6 +82,19 @@ class CellNet(Classifier):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.cells(self.stem(x)))
+
+    def feature_stages(self) -> list[FeatureStage]:
+        """The stem; then the cells up to each tap, passing ``(x, x_prev)`` along
+        (:meth:`~archzoo.layers.nas_cells.Cell.forward_state`), the map being the tap's ReLU of the
+        last cell's output; the final ReLU taps the last cell."""
+        taps = self.feature_info.modules()[1:-1]
+        stages, steps = [FeatureStage(("stem",))], []
+        for name in self.cells:
+            if taps and taps[0] == f"cells.{name}.adapt_cur.act":
+                stages.append(FeatureStage(tuple(steps), tap=taps.pop(0)))
+                steps = []
+            steps.append(f"cells.{name}")
+        return stages + [FeatureStage(tuple(steps), tap="act")]
 
 
 class NASNet(CellNet):
@@ -113,6 +130,7 @@ class NASNet(CellNet):
 # --- variants ---------------------------------------------------------------------------------
 
 card = family_card(
+    input_convs=("stem.conv",),
     family="nasnet",
     year=2017,
     paper="arXiv:1707.07012 Learning Transferable Architectures for Scalable Image Recognition (Zoph et al.)",

@@ -77,6 +77,7 @@ class PNASNet(CellNet):
 # --- variants ---------------------------------------------------------------------------------
 
 card = family_card(
+    input_convs=("stem.conv",),
     family="pnasnet",
     year=2017,
     paper="arXiv:1712.00559 Progressive Neural Architecture Search (Liu et al.)",

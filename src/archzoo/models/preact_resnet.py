@@ -25,8 +25,8 @@ import torch
 import torch.nn as nn
 
 from ..features import FeatureInfo, feature
-from ..layers import NormAct, PreActBasicBlock, PreActBottleneck, make_shortcut
-from ..registry import CIFAR_MEAN, CIFAR_STD, family_card, register_variants
+from ..layers import NormAct, PreActBasicBlock, PreActBottleneck, linear_drop_path, make_shortcut
+from ..registry import CIFAR_MEAN, CIFAR_STD, INCEPTION_MEAN, INCEPTION_STD, family_card, register_variants
 from .base import Classifier, init_weights
 
 
@@ -39,7 +39,14 @@ class PreActResNet(Classifier):
         stem: ``"7x7"`` (strided 7x7 conv + max pool, ImageNet) or ``"3x3"`` (CIFAR).
         stem_width: channels of the stem conv.
         block_dropout: dropout between the two convolutions of a basic block (Wide ResNets).
+        drop_path_rate: stochastic depth of the last block, linear in depth (timm's rule).
+
+    The last feature map is the final bn-relu's output (``norm``), as ``forward_features`` returns
+    it, so that it is normalised like every family's last map; earlier maps are the raw stage
+    outputs (there is no norm between pre-activation stages).
     """
+
+    feature_chain = ("stem", "stages", "norm")
 
     def __init__(
         self,
@@ -80,8 +87,8 @@ class PreActResNet(Classifier):
                 s = stage_stride if i == 0 else 1
                 kwargs = dict(
                     stride=s,
-                    shortcut=make_shortcut("B", in_chs, out_chs, s, norm=False),
-                    drop_path=drop_path_rate * idx / max(total - 1, 1),
+                    shortcut=make_shortcut("B", in_chs, out_chs, s, norm_layer=None),
+                    drop_path=linear_drop_path(drop_path_rate, idx, total),
                 )
                 if block == "basic":
                     blocks.append(PreActBasicBlock(in_chs, out_chs, dropout=block_dropout, **kwargs))
@@ -95,6 +102,7 @@ class PreActResNet(Classifier):
             info.append(feature(out_chs, stride, f"stages.{stage_idx}"))
         self.stages = nn.Sequential(*stages)
         self.norm = NormAct(in_chs)  # the last block's output is not normalised yet
+        info[-1] = feature(in_chs, stride, "norm")
         self.feature_info = FeatureInfo(info)
         self.init_head(in_chs, num_classes, drop_rate)
         init_weights(self)
@@ -104,6 +112,8 @@ class PreActResNet(Classifier):
 
 
 card = family_card(
+    input_convs=("stem.conv",),
+    arch="preact_resnet",  # also the CIFAR Wide ResNets, whose family is "wide_resnet"
     family="preact_resnet",
     year=2016,
     paper="arXiv:1603.05027 Identity Mappings in Deep Residual Networks (He et al.)",
@@ -113,6 +123,7 @@ cifar_card = partial(
     card,
     input_size=(3, 32, 32),
     min_input_size=(3, 8, 8),
+    dataset="CIFAR-10",
     mean=CIFAR_MEAN,
     std=CIFAR_STD,
     num_classes=10,
@@ -141,13 +152,14 @@ wide_card = partial(
 )
 
 _NOTE_TIMM = "Matches timm's resnetv2 (final conv classifier stored as a linear layer here)."
+_TIMM_DATA = dict(mean=INCEPTION_MEAN, std=INCEPTION_STD)  # timm's resnetv2 weights take images scaled to [-1, 1]
 
 register_variants(PreActResNet, [
-    card("preact_resnet50", reference="timm:resnetv2_50", extra_tricks=("bottleneck",), notes=_NOTE_TIMM,
+    card("preact_resnet50", reference="timm:resnetv2_50", **_TIMM_DATA, extra_tricks=("bottleneck",), notes=_NOTE_TIMM,
          kwargs=dict(layers=(3, 4, 6, 3))),
-    card("preact_resnet101", reference="timm:resnetv2_101", extra_tricks=("bottleneck",), notes=_NOTE_TIMM,
+    card("preact_resnet101", reference="timm:resnetv2_101", **_TIMM_DATA, extra_tricks=("bottleneck",), notes=_NOTE_TIMM,
          kwargs=dict(layers=(3, 4, 23, 3))),
-    card("preact_resnet152", reference="timm:resnetv2_152", extra_tricks=("bottleneck",), notes=_NOTE_TIMM,
+    card("preact_resnet152", reference="timm:resnetv2_152", **_TIMM_DATA, extra_tricks=("bottleneck",), notes=_NOTE_TIMM,
          kwargs=dict(layers=(3, 8, 36, 3))),
     cifar_card("preact_resnet110", kwargs=_cifar("basic", 18)),
     cifar_card("preact_resnet164", extra_tricks=("bottleneck",), kwargs=_cifar("bottleneck", 18)),

@@ -22,28 +22,39 @@ import torch
 import torch.nn as nn
 
 from ..features import FeatureInfo, feature
-from ..layers import BasicBlock, Bottleneck, ConvNormAct, SqueezeExcite, make_divisible, make_shortcut
+from ..layers import (
+    BasicBlock,
+    Bottleneck,
+    ConvNormAct,
+    OutputStride,
+    SqueezeExcite,
+    create_norm_layer,
+    linear_drop_path,
+    make_divisible,
+    make_shortcut,
+)
 from ..registry import CIFAR_MEAN, CIFAR_STD, family_card, register_variants
 from .base import Classifier, init_weights
 
 
-def _stem(kind: str, in_chans: int, width: int, pool: str | None) -> tuple[nn.Sequential, str, int]:
+def _stem(kind: str, in_chans: int, width: int, pool: str | None, norm_layer=nn.BatchNorm2d) -> tuple[nn.Sequential, str, int]:
     """The stem and the name and stride of its last convolution.
 
     ``"7x7"``: one strided 7x7 conv (the paper); ``"deep"``: three 3x3 convs (SENet-154);
     ``"3x3"``: one unstrided 3x3 conv (CIFAR). ``pool``: ``"max"``, ``"max_ceil"`` or ``None``.
     """
+    conv = partial(ConvNormAct, norm_layer=norm_layer)
     stem = nn.Sequential()
     if kind == "7x7":
-        stem.conv = ConvNormAct(in_chans, width, 7, stride=2)
+        stem.conv = conv(in_chans, width, 7, stride=2)
         last, stride = "conv", 2
     elif kind == "deep":
-        stem.conv1 = ConvNormAct(in_chans, width // 2, 3, stride=2)
-        stem.conv2 = ConvNormAct(width // 2, width // 2, 3)
-        stem.conv3 = ConvNormAct(width // 2, width, 3)
+        stem.conv1 = conv(in_chans, width // 2, 3, stride=2)
+        stem.conv2 = conv(width // 2, width // 2, 3)
+        stem.conv3 = conv(width // 2, width, 3)
         last, stride = "conv3", 2
     elif kind == "3x3":
-        stem.conv = ConvNormAct(in_chans, width, 3)
+        stem.conv = conv(in_chans, width, 3)
         last, stride = "conv", 1
     else:
         raise ValueError(f"stem must be '7x7', 'deep' or '3x3', got {kind!r}")
@@ -76,11 +87,18 @@ class ResNet(Classifier):
         shortcut: ``"B"`` projection or ``"A"`` zero padding; ``shortcut_kernel``: the projection's
             kernel in stages after the first (SENet-154: 3).
         se_reduction: squeeze-excitation reduction (16 in the SE papers), ``None`` for none.
-        drop_rate: dropout before the classifier; drop_path_rate: stochastic depth, linear in depth.
+        drop_rate: dropout before the classifier; drop_path_rate: stochastic depth of the last
+            block, linear in depth (:func:`~archzoo.layers.linear_drop_path`, timm's rule).
         zero_init_last: start each residual branch's last norm at zero, so every block begins as the
             identity (Goyal et al. 2017, arXiv:1706.02677); without it a freshly built ResNet-1202
             overflows in eval mode.
+        output_stride: stop reducing at 8 or 16 (``None``: 32): later stages dilate instead of
+            striding, exactly as torchvision's ``replace_stride_with_dilation`` (DeepLab's backbones).
+        norm_layer: ``"batchnorm"``, ``"frozen_batchnorm"`` or ``"groupnorm"``
+            (:func:`~archzoo.layers.create_norm_layer`).
     """
+
+    feature_chain = ("stem", "stages")
 
     def __init__(
         self,
@@ -101,16 +119,18 @@ class ResNet(Classifier):
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         zero_init_last: bool = True,
+        output_stride: int | None = None,
+        norm_layer: str = "batchnorm",
     ):
         super().__init__()
         if block not in ("basic", "bottleneck"):
             raise ValueError(f"block must be 'basic' or 'bottleneck', got {block!r}")
         if len(planes) != len(layers):
             raise ValueError(f"planes {planes} and layers {layers} must have the same length")
-        self.stem, stem_last, stride = _stem(stem, in_chans, stem_width, stem_pool)
+        norm = create_norm_layer(norm_layer)
+        self.stem, stem_last, stride = _stem(stem, in_chans, stem_width, stem_pool, norm)
         self.feature_info = [feature(stem_width, stride, f"stem.{stem_last}")]
-        if stem_pool:
-            stride *= 2
+        strides = OutputStride(output_stride, stride * 2 if stem_pool else stride)
 
         expansion = 4 if block == "bottleneck" else 1
         attn_layer = _se_layer(se_reduction)
@@ -118,28 +138,31 @@ class ResNet(Classifier):
         in_chs = stem_width
         stages = []
         for stage_idx, (n, p) in enumerate(zip(layers, planes)):
-            stage_stride = 1 if stage_idx == 0 else 2
+            # the first block strides (or, past output_stride, keeps the previous dilation)
+            first_stride, first_dilation = strides(1 if stage_idx == 0 else 2)
             out_chs = p * expansion
             blocks = []
             for i in range(n):
-                s = stage_stride if i == 0 else 1
+                s, d = (first_stride, first_dilation) if i == 0 else (1, strides.dilation)
                 k = shortcut_kernel if stage_idx > 0 else 1
                 kwargs = dict(
                     stride=s,
-                    shortcut=make_shortcut(shortcut, in_chs, out_chs, s, kernel_size=k),
+                    shortcut=make_shortcut(shortcut, in_chs, out_chs, s, kernel_size=k, norm_layer=norm, dilation=d),
                     attn_layer=attn_layer,
-                    drop_path=drop_path_rate * block_idx / max(total_blocks - 1, 1),
+                    drop_path=linear_drop_path(drop_path_rate, block_idx, total_blocks),
+                    norm_layer=norm,
                 )
                 if block == "basic":
-                    blocks.append(BasicBlock(in_chs, out_chs, **kwargs))
+                    blocks.append(BasicBlock(in_chs, out_chs, dilation=strides.dilation, first_dilation=d, **kwargs))
                 else:
                     mid = int(p * base_width / 64) * groups
-                    blocks.append(Bottleneck(in_chs, out_chs, mid, groups=groups, reduce_chs=int(mid * reduce_ratio), **kwargs))
+                    blocks.append(Bottleneck(in_chs, out_chs, mid, groups=groups, reduce_chs=int(mid * reduce_ratio),
+                                             dilation=d, **kwargs))
                 in_chs = out_chs
                 block_idx += 1
-            stride *= stage_stride
             stages.append(nn.Sequential(*blocks))
-            self.feature_info.append(feature(out_chs, stride, f"stages.{stage_idx}"))
+            self.feature_info.append(feature(out_chs, strides.stride, f"stages.{stage_idx}"))
+        strides.check(f"a ResNet with {len(layers)} stages")
         self.stages = nn.Sequential(*stages)
         self.feature_info = FeatureInfo(self.feature_info)
         self.init_head(in_chs, num_classes, drop_rate)
@@ -157,6 +180,8 @@ class ResNet(Classifier):
 
 _RESNET_TRICKS = ("residual_shortcut", "projection_shortcut", "batch_norm", "relu", "global_average_pooling")
 card = family_card(
+    input_convs=("stem.conv.conv",),
+    arch="resnet",  # ResNeXt, Wide ResNet and SE-ResNet are this class with one more idea
     family="resnet",
     year=2015,
     paper="arXiv:1512.03385 Deep Residual Learning for Image Recognition (He et al.)",
@@ -167,6 +192,7 @@ cifar_card = partial(
     tricks=("residual_shortcut", "zero_padding_shortcut", "batch_norm", "relu", "global_average_pooling"),
     input_size=(3, 32, 32),
     min_input_size=(3, 8, 8),
+    dataset="CIFAR-10",
     mean=CIFAR_MEAN,
     std=CIFAR_STD,
     num_classes=10,
@@ -218,7 +244,7 @@ register_variants(ResNet, [
          kwargs=dict(layers=_R50, groups=32, base_width=4, se_reduction=16)),
     card("seresnext101_32x4d", reference="timm:seresnext101_32x4d", **_SE_X,
          kwargs=dict(layers=_R101, groups=32, base_width=4, se_reduction=16)),
-    card("senet154", reference="timm:legacy_senet154", **dict(_SE_X, extra_tricks=_SE_X["extra_tricks"] + ("deep_stem", "dropout")),
+    card("senet154", reference="timm:legacy_senet154", input_convs=("stem.conv1.conv",), **dict(_SE_X, extra_tricks=_SE_X["extra_tricks"] + ("deep_stem", "dropout")),
          notes="The original SENet-154: 64x4d SE bottlenecks whose first 1x1 has half the 3x3's width, "
                "a three-conv 3x3 stem, ceil-mode max pooling, 3x3 projection shortcuts, dropout 0.2.",
          kwargs=dict(layers=_R152, groups=64, base_width=4, reduce_ratio=0.5, stem="deep", stem_width=128,

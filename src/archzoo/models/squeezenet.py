@@ -40,6 +40,8 @@ class SqueezeNet(Classifier):
         drop_rate: dropout before the final convolution (0.5 in the paper).
     """
 
+    feature_chain = ("stem", "stages")
+
     def __init__(self, version: str = "1_0", num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5):
         super().__init__()
         if version not in SQUEEZENET:
@@ -68,6 +70,7 @@ class SqueezeNet(Classifier):
 
 
 card = family_card(
+    input_convs=("stem.conv",),
     family="squeezenet",
     year=2016,
     paper="arXiv:1602.07360 SqueezeNet: AlexNet-level accuracy with 50x fewer parameters (Iandola et al.)",

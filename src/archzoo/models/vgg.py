@@ -40,6 +40,8 @@ class VGG(Classifier):
         drop_rate: dropout after each hidden FC layer; hidden: widths of the hidden FC layers.
     """
 
+    feature_chain = ("stages", "pool")
+
     def __init__(
         self,
         depths: tuple[int, ...] = VGG_DEPTHS[16],
@@ -74,6 +76,7 @@ class VGG(Classifier):
 
 
 card = family_card(
+    input_convs=("stages.0.conv1.conv",),
     family="vgg",
     year=2014,
     paper="arXiv:1409.1556 Very Deep Convolutional Networks for Large-Scale Image Recognition (Simonyan & Zisserman)",

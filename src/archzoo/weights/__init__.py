@@ -1,6 +1,9 @@
 """Converting state dicts from other libraries (torchvision, timm) to archzoo's layout.
 
-A converter is registered per ``(family, source)``. Most are a :class:`KeyMap`: an ordered list
+A converter is registered per ``(arch, source)``: by the architecture the weights are laid out
+by (``ModelCard.arch``), not by family name, so two families of one class share a converter and
+one family name spanning two architectures (torchvision's Wide ResNets, the CIFAR WRNs) cannot
+be offered the other's. Most are a :class:`KeyMap`: an ordered list
 of regular-expression renames, readable as a table. Anything a rename cannot express (a reshape,
 a split) is a plain function ``fn(state_dict, model_name) -> state_dict``.
 
@@ -61,12 +64,12 @@ class KeyMap:
 
 
 def register_converter(
-    family: str,
+    arch: str,
     source: str,
     converter: Callable[[StateDict, str], StateDict],
     feature_nodes: list[str] | Callable[[str], list[str]] | None = None,
 ) -> None:
-    """Register ``converter`` for ``family`` from ``source``.
+    """Register ``converter`` for architecture ``arch`` (a ``ModelCard.arch``) from ``source``.
 
     ``feature_nodes`` (torchvision only, whose models have no feature API) names the reference's
     graph nodes that correspond to our ``feature_info`` entries, for the features parity tests:
@@ -74,11 +77,11 @@ def register_converter(
     """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-    if (family, source) in _CONVERTERS:
-        raise ValueError(f"a {source} converter for family {family!r} is registered twice")
-    _CONVERTERS[(family, source)] = converter
+    if (arch, source) in _CONVERTERS:
+        raise ValueError(f"a {source} converter for architecture {arch!r} is registered twice")
+    _CONVERTERS[(arch, source)] = converter
     if feature_nodes is not None:
-        _FEATURE_NODES[family] = feature_nodes if callable(feature_nodes) else (lambda name, n=list(feature_nodes): n)
+        _FEATURE_NODES[arch] = feature_nodes if callable(feature_nodes) else (lambda name, n=list(feature_nodes): n)
 
 
 def build_reference(reference: str) -> torch.nn.Module:
@@ -101,7 +104,7 @@ def reference_feature_nodes(name: str) -> list[str] | None:
     from ..registry import model_card
 
     _load_family_modules()
-    fn = _FEATURE_NODES.get(model_card(name).family)
+    fn = _FEATURE_NODES.get(model_card(name).arch)
     return fn(name) if fn else None
 
 
@@ -111,9 +114,10 @@ def _load_family_modules() -> None:
         importlib.import_module(f"{__name__}.{info.name}")
 
 
-def sources_for(family: str) -> list[str]:
+def sources_for(arch: str) -> list[str]:
+    """The sources with a converter for architecture ``arch`` (a ``ModelCard.arch``)."""
     _load_family_modules()
-    return [s for s in SOURCES if (family, s) in _CONVERTERS]
+    return [s for s in SOURCES if (arch, s) in _CONVERTERS]
 
 
 def convert_weights(name: str, state_dict: StateDict, source: str | None = None, *, check: bool = True) -> StateDict:
@@ -129,10 +133,10 @@ def convert_weights(name: str, state_dict: StateDict, source: str | None = None,
     source = source or card.reference_source
     if source is None:
         raise ValueError(f"{name} has no reference implementation; pass source='torchvision' or 'timm'")
-    converter = _CONVERTERS.get((card.family, source))
+    converter = _CONVERTERS.get((card.arch, source))
     if converter is None:
-        known = sources_for(card.family)
-        raise ValueError(f"no {source} converter for {name} (family {card.family}); known sources: {known or 'none'}")
+        known = sources_for(card.arch)
+        raise ValueError(f"no {source} converter for {name} (architecture {card.arch}); known sources: {known or 'none'}")
     out = converter(dict(state_dict), name)
     if check:
         check_state_dict(name, out)
@@ -152,14 +156,14 @@ def check_state_dict(name: str, state_dict: StateDict, **kwargs) -> None:
     """Raise a ``ValueError`` listing missing, unexpected and mis-shaped keys for model ``name``."""
     from ..registry import model_card
 
-    classifier = model_card(name).classifier + "."
+    heads = tuple(h + "." for h in model_card(name).heads)
     want = expected_shapes(name, **kwargs)
     missing = sorted(set(want) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(want))
     bad_shape = sorted(
         f"{k}: got {tuple(state_dict[k].shape)}, want {tuple(want[k])}"
         for k in set(want) & set(state_dict)
-        if state_dict[k].shape != want[k] and not k.startswith(classifier)
+        if state_dict[k].shape != want[k] and not k.startswith(heads)
     )
     problems = []
     for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", bad_shape)):

@@ -31,10 +31,7 @@ _LEGACY = KeyMap(_LEGACY_SENET + _COMMON + _SE, shift=(("stages", -1),))
 
 _NODES = ["relu", "layer1", "layer2", "layer3", "layer4"]  # torchvision nodes matching our feature_info
 
+# one architecture (archzoo's ResNet class) for ResNet, ResNeXt, Wide ResNet, SE-ResNet/ResNeXt and
+# SENet-154; timm's ResNets use torchvision's names, and its SE blocks and legacy SENet only add rules
 register_converter("resnet", "torchvision", _TV, feature_nodes=_NODES)
-register_converter("resnext", "torchvision", _TV, feature_nodes=_NODES)
-register_converter("wide_resnet", "torchvision", _TV, feature_nodes=_NODES)
-register_converter("resnet", "timm", _TV)
-register_converter("senet", "timm", _LEGACY)
-register_converter("resnext", "timm", _TV)
-register_converter("wide_resnet", "timm", _TV)
+register_converter("resnet", "timm", _LEGACY)

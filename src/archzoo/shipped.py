@@ -1,30 +1,23 @@
-"""Weights that ship inside the package, addressed by ``<model>.<tag>`` (e.g. ``resnet20.cifar10``).
+"""Weights that ship inside the package, addressed by ``<model>.<tag>`` (e.g. ``resnet20.cifar10``),
+and how a checkpoint argument (a file or such a tag) resolves to a file.
 
-Each entry records the file, the data it was trained on and the accuracy it was measured at.
+Each entry is a :class:`~archzoo.registry.WeightsRecord`: the file, the data it was trained on
+(classes, input size, normalisation), the numbers it was measured at and its recipe.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+
+from .registry import CIFAR_MEAN, CIFAR_STD, WeightsRecord
 
 WEIGHTS_DIR = Path(__file__).parent / "pretrained"
 
 
-@dataclass(frozen=True)
-class ShippedWeights:
-    model: str
-    tag: str
-    file: str
-    dataset: str
-    metrics: dict
-    recipe: str
+SHIPPED: dict[tuple[str, str], WeightsRecord] = {}
 
 
-SHIPPED: dict[tuple[str, str], ShippedWeights] = {}
-
-
-def list_shipped() -> list[ShippedWeights]:
+def list_shipped() -> list[WeightsRecord]:
     return list(SHIPPED.values())
 
 
@@ -39,8 +32,10 @@ def shipped_weights_path(model: str, tag: str) -> Path:
     return WEIGHTS_DIR / entry.file
 
 
-def register_shipped(entry: ShippedWeights) -> None:
+def register_shipped(entry: WeightsRecord) -> None:
     """Add weights to the shipped table (a file under ``archzoo/pretrained/``)."""
+    if not (entry.model and entry.tag and entry.file):
+        raise ValueError("shipped weights need a model, a tag and a file")
     key = (entry.model, entry.tag)
     if key in SHIPPED:
         raise ValueError(f"shipped weights {entry.model}.{entry.tag} are registered twice")
@@ -56,6 +51,11 @@ def resolve_checkpoint(arg: str | Path, model: str | None = None) -> Path:
     path = Path(arg).expanduser()
     if path.is_file():
         return path
+    if path.is_symlink() and not path.exists():
+        raise FileNotFoundError(f"checkpoint {arg} is a symbolic link that points nowhere or in a loop")
+    if path.is_dir():
+        raise IsADirectoryError(f"checkpoint {arg} is a folder; give a checkpoint file in it "
+                                f"(e.g. {path / 'best.safetensors'})")
     text = str(arg)
     looks_like_path = "/" in text or "\\" in text or path.suffix in _WEIGHT_SUFFIXES
     if not looks_like_path:
@@ -87,6 +87,9 @@ def load_checkpoint(arg: str | Path):
             if meta.get("out_indices") is not None:
                 raise ValueError(f"{path} holds a features_only extractor, which has no classifier; "
                                  "load it with archzoo.load_model")
+            if meta["num_classes"] == 0:
+                raise ValueError(f"{path} holds {meta['model']} without a classifier (num_classes 0): it gives "
+                                 "features, not classes; load it with archzoo.load_model")
             return model, meta
     if is_tag:
         name = str(arg).split(".", 1)[0]
@@ -98,9 +101,11 @@ def load_checkpoint(arg: str | Path):
 # --- the weights archzoo ships -------------------------------------------------------------------
 # Each was trained by archzoo's own engine; the metric is re-measured by tests/test_shipped_weights.py
 # with `archzoo eval` on the same held-out images.
-register_shipped(ShippedWeights(
+register_shipped(WeightsRecord(
     model="resnet20", tag="cifar10", file="resnet20.cifar10.safetensors",
     dataset="CIFAR-10 training images as JPEG q75: 45,000 trained on, 5,000 held out (val_split 0.1, seed 0)",
+    num_classes=10, input_size=(3, 32, 32), mean=CIFAR_MEAN, std=CIFAR_STD,
+    class_names=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
     metrics={"held_out_accuracy": 0.88, "held_out_top5": 0.993},
     recipe="benchmarks/cifar10_distill.py: distilled (weight 0.9, T 4) from a wrn16_4 teacher trained on the same "
            "45,000 images (90.5% held out); 100 epochs, SGD Nesterov, batch 256, lr 0.1, 2 warm-up epochs, cosine, "

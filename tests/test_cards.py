@@ -1,0 +1,161 @@
+"""Cards describe architectures, weights records what weights were trained on; converters are keyed
+by architecture; heads and input convolutions are declared, and checked here against the real
+models; ``--freeze backbone`` freezes what the backbone contract names."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+import archzoo
+from archzoo.engine.optim import apply_freeze
+from archzoo.registry import model_card
+from archzoo.weights import convert_weights, sources_for
+
+
+def _on_meta(name: str, **kwargs) -> nn.Module:
+    """Built on the meta device: shapes without memory or arithmetic, so every model is cheap."""
+    with torch.device("meta"):
+        return archzoo.create_model(name, **kwargs).eval()
+
+
+def _small_input(card, chans: int | None = None) -> torch.Tensor:
+    c, h, w = card.min_input_size
+    return torch.empty(1, chans or c, max(h, 32), max(w, 32), device="meta")
+
+
+@pytest.mark.parametrize("name", archzoo.list_models())
+def test_input_convs_are_exactly_the_convolutions_that_see_the_image(name):
+    """Found by running the model: every Conv2d whose input is the image tensor itself."""
+    card = model_card(name)
+    model = _on_meta(name)
+    x = _small_input(card)
+    seen = []
+    for path, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            m.register_forward_pre_hook(lambda mod, inp, path=path: seen.append(path) if inp[0] is x else None)
+    with torch.no_grad():
+        model(x)
+    assert sorted(set(seen)) == sorted(card.input_convs)
+
+
+@pytest.mark.parametrize("name", archzoo.list_models())
+def test_heads_are_the_layers_whose_width_is_the_class_count(name):
+    card = model_card(name)
+    model = _on_meta(name, num_classes=7)
+    present = [h for h in card.heads if any(k.startswith(h + ".") for k in model.state_dict())]
+    assert present and present[0] == card.heads[0]  # the main classifier is always built
+    for h in present:
+        first = next(t for t in model.get_submodule(h).state_dict().values())
+        assert first.shape[0] == 7, h
+    # no other tensor depends on the class count
+    other = _on_meta(name, num_classes=9).state_dict()
+    changed = {k.rsplit(".", 1)[0] for k, v in model.state_dict().items() if v.shape != other[k].shape}
+    assert changed == set(present)
+
+
+def _reference_normalisation(reference: str) -> tuple[tuple, tuple, int]:
+    source, ref = reference.split(":", 1)
+    if source == "torchvision":
+        import torchvision
+
+        w = torchvision.models.get_model_weights(ref).DEFAULT  # metadata only: nothing is downloaded
+        t = w.transforms()
+        return tuple(t.mean), tuple(t.std), len(w.meta["categories"])
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(ref)
+    return tuple(cfg.mean), tuple(cfg.std), cfg.num_classes
+
+
+@pytest.mark.parametrize("name", [n for n in archzoo.list_models() if model_card(n).reference])
+def test_default_weights_record_matches_what_the_reference_weights_were_trained_with(name):
+    card = model_card(name)
+    mean, std, classes = _reference_normalisation(card.reference)
+    record = card.default_weights
+    assert record.mean == pytest.approx(mean) and record.std == pytest.approx(std)
+    assert record.num_classes == classes and record.dataset == "ImageNet-1k"
+
+
+def test_cifar_networks_record_cifar10_and_the_card_keeps_only_the_architecture():
+    card = model_card("resnet20")
+    assert card.default_weights.dataset == "CIFAR-10" and card.default_weights.num_classes == 10
+    d = card.to_dict()
+    assert {"mean", "std", "num_classes"}.isdisjoint(d)  # those describe weights, not the architecture
+    assert d["default_weights"]["mean"] == pytest.approx([0.4914, 0.4822, 0.4465])
+
+
+def test_converters_are_keyed_by_architecture_not_family_name():
+    """``wide_resnet`` names torchvision's Wide ResNets and the CIFAR pre-activation WRNs."""
+    assert model_card("wide_resnet50_2").family == model_card("wrn16_4").family == "wide_resnet"
+    assert model_card("wide_resnet50_2").arch == "resnet" and model_card("wrn16_4").arch == "preact_resnet"
+    assert "torchvision" in sources_for(model_card("wide_resnet50_2").arch)
+    assert "torchvision" not in sources_for(model_card("wrn16_4").arch)
+    import torchvision
+
+    tv_state = torchvision.models.resnet18().state_dict()
+    with pytest.raises(ValueError, match="no torchvision converter for wrn16_4"):
+        convert_weights("wrn16_4", tv_state, "torchvision")
+
+
+def test_a_torchvision_resnet_file_is_refused_by_a_cifar_wrn(tmp_path):
+    import torchvision
+
+    path = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), path)
+    with pytest.raises(ValueError) as err:
+        archzoo.create_model("wrn16_4", weights=path)
+    assert "does not fit wrn16_4" in str(err.value) and "as torchvision" not in str(err.value)
+    archzoo.create_model("resnet18", weights=path)  # the same file fits the architecture it was made for
+
+
+def test_input_conv_adaptation_covers_every_fractalnet_column(tmp_path):
+    """FractalNet's three columns each convolve the image: all three adapt to one channel."""
+    rgb = archzoo.create_model("fractalnet")
+    path = tmp_path / "fractal.safetensors"
+    archzoo.save_model(rgb, path)
+    grey = archzoo.create_model("fractalnet", in_chans=1, weights=path).eval()
+    x = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(grey(x), rgb.eval()(x.expand(-1, 3, -1, -1)), atol=1e-4)
+
+
+def test_freeze_backbone_freezes_the_backbone_contract_not_all_but_the_classifier():
+    model = archzoo.create_model("mobilenet_v2", num_classes=5)
+    apply_freeze(model, "backbone")
+    kept = set(archzoo.features_from(model).model.state_dict())  # what features_only keeps
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert frozen == {n for n, _ in model.named_parameters() if n in kept}
+    # MobileNetV2's 1x1 head convolution comes after the last feature map: it trains with the classifier
+    assert {n.split(".")[0] for n in trainable} == {"conv_head", "head"}
+
+
+def test_freeze_backbone_leaves_a_composed_models_neck_trainable():
+    class Composed(nn.Module):  # the shape detectors and segmenters take: backbone + neck + head
+        def __init__(self):
+            super().__init__()
+            self.backbone = archzoo.create_model("resnet20", features_only=True)
+            self.neck = nn.Conv2d(64, 16, 1)
+            self.head = nn.Conv2d(16, 3, 1)
+
+    model = Composed()
+    trainable = apply_freeze(model, "backbone")
+    assert all(not p.requires_grad for p in model.backbone.parameters())
+    assert all(p.requires_grad for p in (*model.neck.parameters(), *model.head.parameters()))
+    assert trainable == sum(p.numel() for p in (*model.neck.parameters(), *model.head.parameters()))
+
+
+def test_shipped_weights_records_say_what_their_files_hold():
+    """A record is typed by hand; the file's own metadata (written by the engine) is the oracle."""
+    from archzoo.checkpoint import read_metadata
+    from archzoo.shipped import list_shipped, shipped_weights_path
+
+    for record in list_shipped():
+        meta = read_metadata(shipped_weights_path(record.model, record.tag))
+        assert meta["model"] == record.model
+        assert meta["num_classes"] == record.num_classes
+        assert tuple(meta["input_size"]) == record.input_size
+        assert meta["mean"] == pytest.approx(list(record.mean)) and meta["std"] == pytest.approx(list(record.std))
+        assert tuple(meta["class_names"]) == record.class_names
