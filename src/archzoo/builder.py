@@ -49,7 +49,7 @@ def create_model(
     """
     from .validate import check_model_args
 
-    check_model_args(name, num_classes, in_chans, features_only, out_indices, kwargs)
+    check_model_args(name, num_classes, in_chans, kwargs)
     entry = get_entry(name)
     card = entry.card
     if (out_indices is not None or out_strides is not None) and not features_only:

@@ -266,9 +266,10 @@ def plain_text_pictures():
     return matplotlib.rc_context({"text.parse_math": False})
 
 
-def check_model_args(name, num_classes, in_chans, features_only: bool, out_indices, kwargs: dict) -> None:
+def check_model_args(name, num_classes, in_chans, kwargs: dict) -> None:
     """The arguments of :func:`archzoo.create_model` that every model shares, and that ``kwargs``
-    are arguments the model takes."""
+    are arguments the model takes (``out_indices`` / ``out_strides`` are checked where they are
+    resolved, :func:`archzoo.features.resolve_out_indices`)."""
     if not isinstance(name, str):
         raise UserError(f"name must be a model name (a string), got {name!r}")
     from .registry import get_entry
@@ -279,15 +280,6 @@ def check_model_args(name, num_classes, in_chans, features_only: bool, out_indic
         raise UserError(f"{name} takes no argument {', '.join(map(repr, unknown))}")
     check_option("num_classes", num_classes)
     check_option("in_chans", in_chans)
-    if features_only and out_indices is not None:
-        if isinstance(out_indices, (str, bytes)) or not hasattr(out_indices, "__iter__"):
-            raise UserError(f"out_indices must be a sequence of feature-map indices, got {out_indices!r}")
-        items = list(out_indices)
-        if not items:
-            raise UserError("out_indices must name at least one feature map, got an empty sequence "
-                            "(leave it out for all of them)")
-        if not all(isinstance(i, int) and not isinstance(i, bool) for i in items):
-            raise UserError(f"out_indices must be integers, got {out_indices!r}")
     for key in ("drop_rate", "drop_path_rate"):
         if key in kwargs:
             check_option(key, kwargs[key])

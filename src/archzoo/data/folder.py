@@ -222,25 +222,33 @@ def _walk(folder: Path, chain: tuple[str, ...], bad: list, skip_bad: bool) -> li
             _bad(bad, skip_bad, path, f"folder cannot be read: {e.strerror or e}")
             continue
         for e in entries:
-            if e.name.startswith("."):
+            if not _usable(e, above, bad, skip_bad):
                 continue
-            if e.is_symlink():
-                problem = _link_problem(e)
-                if problem:
-                    _bad(bad, skip_bad, e.path, problem)
-                    continue
             if e.is_dir(follow_symlinks=True):
-                real = os.path.realpath(e.path)
-                if _is_cycle(real, above):
-                    _bad(bad, skip_bad, e.path, f"symbolic link to {shown(real)}, a folder above it: "
-                                                "following it would never end")
-                    continue
-                stack.append((e.path, above + (real,)))
+                stack.append((e.path, above + (os.path.realpath(e.path),)))
             elif e.is_file(follow_symlinks=True):
                 out.append(e)
             else:  # reading a FIFO would wait forever
                 _bad(bad, skip_bad, e.path, "not a regular file (a FIFO, socket or device)")
     return sorted(out, key=lambda e: e.path)
+
+
+def _usable(e: os.DirEntry, above: tuple[str, ...], bad: list, skip_bad: bool) -> bool:
+    """Whether a walk may go on with ``e``: not hidden, no broken or looping link, no link to a
+    folder in ``above`` (the real paths of the folders it lies in). Bad ones are recorded."""
+    if e.name.startswith("."):
+        return False
+    if e.is_symlink():
+        problem = _link_problem(e)
+        if problem:
+            _bad(bad, skip_bad, e.path, problem)
+            return False
+    if e.is_dir(follow_symlinks=True):
+        real = os.path.realpath(e.path)
+        if _is_cycle(real, above):
+            _bad(bad, skip_bad, e.path, f"symbolic link to {shown(real)}, a folder above it: following it would never end")
+            return False
+    return True
 
 
 def _bad(bad: list, skip_bad: bool, path: str, reason: str) -> None:
@@ -254,18 +262,7 @@ def _class_dirs(root: Path, bad: list, skip_bad: bool) -> list[Path]:
     chain = (os.path.realpath(root),)
     dirs = []
     for e in sorted(os.scandir(root), key=lambda e: e.name):
-        if e.name.startswith("."):
-            continue
-        if e.is_symlink():
-            problem = _link_problem(e)
-            if problem:
-                _bad(bad, skip_bad, e.path, problem)
-                continue
-        if e.is_dir(follow_symlinks=True):
-            if _is_cycle(os.path.realpath(e.path), chain):
-                _bad(bad, skip_bad, e.path, "symbolic link to the tree itself or a folder above it: following it "
-                                            "would never end")
-                continue
+        if _usable(e, chain, bad, skip_bad) and e.is_dir(follow_symlinks=True):
             dirs.append(Path(e.path))
     return dirs
 

@@ -80,6 +80,21 @@ def _to_display(image: torch.Tensor):
 
 
 @torch.no_grad()
+def _image_axes(images: torch.Tensor, cols: int, cell: tuple[float, float]):
+    """A figure with ``images`` shown in a grid of ``cols`` columns (``cell``: inches per image),
+    and one axes per image to draw on."""
+    n = len(images)
+    rows = -(-n // cols)
+    fig = new_figure(cell[0] * cols, cell[1] * rows)
+    axes = []
+    for i in range(n):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        img, cmap = _to_display(images[i])
+        ax.imshow(img, cmap=cmap, vmin=0, vmax=255)
+        axes.append(ax)
+    return fig, axes
+
+
 def predict_batch(model: nn.Module, images: torch.Tensor, transform) -> torch.Tensor:
     """Softmax probabilities of ``model`` for uint8 ``images`` ``[N, C, H, W]``; ``transform``
     maps a uint8 batch to model input (e.g. an eval-mode ``BatchAugment``)."""
@@ -94,13 +109,8 @@ def prediction_grid(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
     """A grid of images titled "predicted (probability)", red where the prediction is wrong."""
     probs = predict_batch(model, images, transform)
     conf, pred = probs.max(-1)
-    n = len(images)
-    rows = -(-n // cols)
-    fig = new_figure(1.4 * cols, 1.6 * rows)
-    for i in range(n):
-        ax = fig.add_subplot(rows, cols, i + 1)
-        img, cmap = _to_display(images[i])
-        ax.imshow(img, cmap=cmap, vmin=0, vmax=255)
+    fig, axes = _image_axes(images, cols, (1.4, 1.6))
+    for i, ax in enumerate(axes):
         ok = int(pred[i]) == int(labels[i])
         ax.set_title(f"{class_names[int(pred[i])]} ({conf[i]:.0%})", fontsize=8, color="black" if ok else "red")
         if not ok:
@@ -183,13 +193,9 @@ def detection_grid(model: nn.Module, images: torch.Tensor, targets: list[dict], 
     x = transform(images.to(device))
     detections = model(x)
     scale = torch.tensor([images.shape[-1] / x.shape[-1], images.shape[-2] / x.shape[-2]] * 2)
-    n, palette = len(images), _palette(len(class_names) + 1)
-    rows = -(-n // cols)
-    fig = new_figure(2.4 * cols, 2.4 * rows)
-    for i in range(n):
-        ax = fig.add_subplot(rows, cols, i + 1)
-        img, cmap = _to_display(images[i])
-        ax.imshow(img, cmap=cmap, vmin=0, vmax=255)
+    palette = _palette(len(class_names) + 1)
+    fig, axes = _image_axes(images, cols, (2.4, 2.4))
+    for i, ax in enumerate(axes):
         for x1, y1, x2, y2 in targets[i]["boxes"].tolist():
             ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, ec="white", ls="--", lw=1))
         det = {k: v.cpu() for k, v in detections[i].items()}
