@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 import archzoo
-from archzoo.checkpoint import load_tensors
+from archzoo.checkpoint import read_tensors
 from archzoo.cli.main import main
 from archzoo.data import load_dataset
 
@@ -143,8 +143,8 @@ def test_init_from_our_checkpoint_and_freeze_backbone(run_dir, digits_test, tmp_
     out = tmp_path / "ft"
     assert main(["train", "resnet20", "--data", str(tree), "--init", str(run_dir / "best.safetensors"),
                  "--freeze", "backbone", "--epochs", "1", "-b", "8", "--out", str(out), "--quiet"]) == 0
-    init, _ = load_tensors(run_dir / "best.safetensors")
-    tuned, meta = load_tensors(out / "last.safetensors")
+    init, _ = read_tensors(run_dir / "best.safetensors")
+    tuned, meta = read_tensors(out / "last.safetensors")
     assert meta["class_names"] == ["one", "two", "zero"] and tuned["head.fc.weight"].shape == (3, 64)
     body = [k for k in init if not k.startswith("head.fc.")]
     assert body and all(torch.equal(init[k], tuned[k]) for k in body)  # frozen, running stats included
@@ -161,7 +161,7 @@ def test_init_from_a_torchvision_state_dict_and_fine_tune(tmp_path):
     out = tmp_path / "ft"
     assert main(["train", "resnet18", "--data", str(tree), "--val-split", "0", "--init", str(pth), "--epochs", "1",
                  "-b", "16", "--lr", "0", "--backbone-lr-scale", "0.1", "--out", str(out), "--quiet"]) == 0
-    tuned, meta = load_tensors(out / "last.safetensors")
+    tuned, meta = read_tensors(out / "last.safetensors")
     expect = archzoo.convert_weights("resnet18", ref.state_dict(), "torchvision")
     # lr 0: the weights are the converted torchvision ones (first conv summed to one grey channel)
     torch.testing.assert_close(tuned["stem.conv.conv.weight"], expect["stem.conv.conv.weight"].sum(1, keepdim=True))
@@ -192,18 +192,18 @@ def test_sigkill_then_resume_gives_identical_weights(tmp_path):
     proc.send_signal(signal.SIGKILL)  # right after the first checkpoint, mid-way through epoch 2
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read()
-    epoch_at_kill = load_tensors(killed / "state.safetensors")[1]["epoch"]
+    epoch_at_kill = read_tensors(killed / "state.safetensors")[1]["epoch"]
     assert 1 <= epoch_at_kill < 6
 
     resumed = _cli("train", "--resume", str(killed), "--quiet")
     assert resumed.returncode == 0, resumed.stderr
-    a, meta_a = load_tensors(tmp_path / "full" / "state.safetensors")
-    b, meta_b = load_tensors(killed / "state.safetensors")
+    a, meta_a = read_tensors(tmp_path / "full" / "state.safetensors")
+    b, meta_b = read_tensors(killed / "state.safetensors")
     assert meta_b["epoch"] == 6 and sorted(a) == sorted(b)
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:5]
     assert meta_a["history"][-1]["val_loss"] == meta_b["history"][-1]["val_loss"]
-    la, _ = load_tensors(tmp_path / "full" / "last.safetensors")
-    lb, _ = load_tensors(killed / "last.safetensors")
+    la, _ = read_tensors(tmp_path / "full" / "last.safetensors")
+    lb, _ = read_tensors(killed / "last.safetensors")
     assert all(torch.equal(la[k], lb[k]) for k in la)
 
 
@@ -222,11 +222,23 @@ def test_torchrun_two_processes(tmp_path):
 
 
 def test_demo_reaches_the_accuracy_the_readme_claims(tmp_path, capsys):
-    """The whole demo, as ``archzoo demo`` runs it (20 epochs; README: 99.3% validation accuracy).
-    Measured here: 99.30% validation, 99.16% test; 10 epochs give only ~95%, so the demo is not
-    shortened. The floor of 97% leaves room for other CPUs' arithmetic, not for a broken recipe."""
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--quiet"]) == 0
-    out = capsys.readouterr().out
+    """The whole demo, as ``archzoo demo`` runs it (10 epochs of batches of 32; README: 98.6%
+    validation, 99.2% test accuracy). Measured here: 98.60% validation (141 of 143), 99.16% test
+    (356 of 359); the earlier recipe (20 epochs of 64) gave 99.30% / 99.16% in twice the time. The
+    floor of 97% leaves room for other CPUs' arithmetic, not for a broken recipe.
+
+    CI runs the README's ``archzoo demo`` as a step before the tests and names its folder and
+    printed output in ``ARCHZOO_CI_DEMO``: that run is the one checked here (the same command,
+    not run twice); anywhere else the test runs the demo itself."""
+    ci_demo = os.environ.get("ARCHZOO_CI_DEMO")
+    if ci_demo:
+        demo = Path(ci_demo)
+        out = (demo / "stdout.txt").read_text()
+        demo = demo / "archzoo-demo"
+    else:
+        demo = tmp_path / "demo"
+        assert main(["demo", "--out", str(demo), "--quiet"]) == 0
+        out = capsys.readouterr().out
     m = re.search(r"validation accuracy ([\d.]+)% \((\d+) images\), test accuracy ([\d.]+)% \((\d+) images\)", out)
     assert m, out
     val, n_val, test, n_test = float(m[1]) / 100, int(m[2]), float(m[3]) / 100, int(m[4])
@@ -234,9 +246,9 @@ def test_demo_reaches_the_accuracy_the_readme_claims(tmp_path, capsys):
     # scored on images it never trained on: scikit-learn's 1,797 digits split three ways
     from sklearn.datasets import load_digits
 
-    report = json.loads((tmp_path / "demo" / "report.json").read_text())
+    report = json.loads((demo / "report.json").read_text())
     n_train = int(re.search(r"(\d+) train", report["data"])[1])
     assert n_train + n_val + n_test == len(load_digits().images) and n_test >= 300
     assert report["metrics"]["accuracy"] == pytest.approx(val, abs=5e-5) and report["metrics"]["count"] == n_val
     for name in ("README.md", "curves.png", "confusion.png", "predictions.png", "best.safetensors"):
-        assert (tmp_path / "demo" / name).is_file(), name
+        assert (demo / name).is_file(), name

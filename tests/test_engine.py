@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 import archzoo
-from archzoo.checkpoint import load_tensors
+from archzoo.checkpoint import read_tensors
 from archzoo.data import load_dataset
 from archzoo.engine import ClassificationTask, TrainConfig, Trainer, TrainingDiverged, train
 from archzoo.engine.task import Distilled
@@ -260,10 +260,10 @@ def test_resume_in_process_matches_an_uninterrupted_run(tmp_path, monkeypatch):
     with pytest.raises(Crash):
         train("resnet20", "digits", epochs=3, out=b, **kw)
     monkeypatch.undo()
-    assert load_tensors(b / "state.safetensors")[1]["epoch"] == 1
+    assert read_tensors(b / "state.safetensors")[1]["epoch"] == 1
     s = train(resume=b, log="quiet")  # model, data and recipe come from the run folder
-    a, _ = load_tensors(tmp_path / "a" / "state.safetensors")
-    r, meta = load_tensors(b / "state.safetensors")
+    a, _ = read_tensors(tmp_path / "a" / "state.safetensors")
+    r, meta = read_tensors(b / "state.safetensors")
     assert meta["epoch"] == 3 and len(s["history"]) == 3
     assert sorted(a) == sorted(r)  # model, EMA, optimizer, RNG states
     assert all(torch.equal(a[k], r[k]) for k in a), [k for k in a if not torch.equal(a[k], r[k])][:5]
@@ -296,7 +296,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(digits8, tmp_path):
     assert "nan" in msg and "epoch 2" in msg and "last good checkpoint (epoch 1)" in msg
     model, meta = archzoo.load_model(tmp_path / "last.safetensors")
     assert meta["epoch"] == 1 and all(torch.isfinite(v).all() for v in model.state_dict().values())
-    _, state = load_tensors(tmp_path / "state.safetensors")
+    _, state = read_tensors(tmp_path / "state.safetensors")
     assert state["epoch"] == 1
     assert (tmp_path / "metrics.csv").read_text().count("\n") == 2  # header + epoch 1
 

@@ -184,7 +184,7 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
     monkeypatch.setattr(ck, "save_file", boom)
     with pytest.raises(OSError):
         save_tensors(path, {"a": torch.ones(2)}, {"note": "y"})
-    tensors, meta = ck.load_tensors(path)
+    tensors, meta = ck.read_tensors(path)
     assert tensors["a"].sum() == 0 and meta["note"] == "x"
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.safetensors"]
 
@@ -206,3 +206,18 @@ def test_save_model_records_the_model_as_it_is_now(tmp_path):
     googlenet.reset_classifier(0)
     archzoo.save_model(googlenet, tmp_path / "g.safetensors")
     assert archzoo.load_model(tmp_path / "g.safetensors")[0].aux_heads is None
+    # eval, predict and cam need a prediction head: they load with need_head=True
+    with pytest.raises(ValueError, match="features_only extractor"):
+        archzoo.load_model(tmp_path / "f.safetensors", need_head=True)
+    with pytest.raises(ValueError, match="num_classes 0"):
+        archzoo.load_model(tmp_path / "g.safetensors", need_head=True)
+
+
+def test_load_model_takes_shipped_tags_and_refuses_bare_state_dicts(tmp_path):
+    model, meta = archzoo.load_model("resnet20.cifar10")
+    assert meta["model"] == "resnet20" and not model.training
+    torch.save(archzoo.create_model("resnet20").state_dict(), tmp_path / "bare.pth")
+    with pytest.raises(ValueError, match="create_model"):
+        archzoo.load_model(tmp_path / "bare.pth")
+    with pytest.raises(ValueError, match="shipped tags: cifar10"):
+        archzoo.load_model("resnet20.imagenet")

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from test_robustness_helpers import assert_clean_error, run_cli, save_checkpoint
 
 import archzoo
-from archzoo.checkpoint import load_tensors, save_tensors
+from archzoo.checkpoint import read_tensors, save_tensors
 from archzoo.validate import UserError
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -44,7 +44,7 @@ BAD_VALUES = {
 
 
 def _rewrite(src, dst, change: dict | None = None, drop: tuple = (), tensors=None):
-    t, meta = load_tensors(src)
+    t, meta = read_tensors(src)
     meta = {k: v for k, v in meta.items() if k not in drop}
     meta.update(change or {})
     save_tensors(dst, tensors if tensors is not None else t, meta)
@@ -104,7 +104,7 @@ def test_the_cli_refuses_bad_metadata_cleanly(good, image, tmp_path, capsys):
 
 @pytest.mark.parametrize("change", ["missing", "extra", "shape", "int", "nan", "inf"])
 def test_wrong_tensors_are_refused_naming_the_tensor(good, image, tmp_path, capsys, change):
-    t, _ = load_tensors(good)
+    t, _ = read_tensors(good)
     key = "head.fc.weight" if "head.fc.weight" in t else next(k for k, v in t.items() if v.is_floating_point())
     t = dict(t)
     if change == "missing":

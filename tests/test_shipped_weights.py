@@ -28,7 +28,7 @@ def test_every_shipped_file_is_small_and_present():
 
 def test_resnet20_cifar10_loads_by_tag_in_python_and_as_checkpoint():
     by_tag = archzoo.create_model("resnet20", weights="cifar10").eval()
-    model, meta = shipped.load_checkpoint("resnet20.cifar10")
+    model, meta = archzoo.load_model("resnet20.cifar10", need_head=True)
     assert meta["class_names"] == CIFAR_CLASSES and meta["model"] == "resnet20"
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():

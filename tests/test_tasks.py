@@ -173,7 +173,7 @@ def test_a_pixel_segmenter_learns_shapes_masks(objects, tmp_path):
 
 
 def test_segmentation_resume_continues_exactly(objects, tmp_path, monkeypatch):
-    from archzoo.checkpoint import load_tensors
+    from archzoo.checkpoint import read_tensors
     from archzoo.engine.progress import RunLog
 
     train, val = objects
@@ -196,7 +196,7 @@ def test_segmentation_resume_continues_exactly(objects, tmp_path, monkeypatch):
     monkeypatch.undo()
     resumed = run(tmp_path / "b", resume=True)
     assert [h["val_miou"] for h in resumed["history"]] == [h["val_miou"] for h in whole["history"]]
-    a, b = load_tensors(tmp_path / "a" / "state.safetensors")[0], load_tensors(tmp_path / "b" / "state.safetensors")[0]
+    a, b = read_tensors(tmp_path / "a" / "state.safetensors")[0], read_tensors(tmp_path / "b" / "state.safetensors")[0]
     assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -305,5 +305,5 @@ def test_eval_and_predict_dispatch_on_the_models_task(objects):
     assert sum(t["share"] for t in p["top"]) == pytest.approx(1.0) and {"class", "index", "share"} == set(p["top"][0])
     det = DetectionTask(8)
     out = det.predict(BoxRegressor(8).eval(), torch.zeros(1, 3, 32, 32), (64, 96), topk=5)
-    (box,) = [t["box"] for t in out["top"]]
+    (box,) = [t["box"] for t in out["detections"]]
     assert box[2] <= 96 and box[3] <= 64  # in the original image's pixels

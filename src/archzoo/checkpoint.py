@@ -72,7 +72,7 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={META_KEY: json.dumps(meta)}))
 
 
-def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+def read_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
     """Read a checkpoint written by :func:`save_tensors`; the metadata is ``{}`` for a foreign file."""
     path = Path(path)
     if not path.is_file():
@@ -123,7 +123,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     ``{}`` for a foreign ``.safetensors`` file. What ``load_model`` and ``create_model(weights=)`` read."""
     from .schema import validate_meta
 
-    tensors, meta = load_tensors(path)
+    tensors, meta = read_tensors(path)
     if any(k in meta for k in ("model", "num_classes", "in_chans", "kwargs", "class_names")):
         meta = validate_meta(meta, path)
     return tensors, meta

@@ -38,12 +38,40 @@ def save_model(model: nn.Module, path: str | os.PathLike, **meta) -> None:
     save_tensors(path, model.state_dict(), info)
 
 
-def load_model(path: str | os.PathLike, **overrides) -> tuple[nn.Module, dict]:
-    """Rebuild the model saved at ``path``; return it (in eval mode) and the file's metadata.
-    A saved ``features_only`` extractor comes back as one (with its ``out_indices``)."""
-    tensors, meta = read_checkpoint(path)  # the metadata is checked against archzoo.schema
+def load_model(arg: str | os.PathLike, *, need_head: bool = False, **overrides) -> tuple[nn.Module, dict]:
+    """Rebuild a saved model; return it (in eval mode) and the file's metadata.
+
+    ``arg`` is a ``.safetensors`` file written by :func:`save_model` (or by training), or shipped
+    weights named ``<model>.<tag>`` (e.g. ``resnet20.cifar10``). A saved ``features_only``
+    extractor comes back as one (with its ``out_indices``). ``need_head``: refuse a model without
+    its prediction head (a feature extractor, ``num_classes`` 0), as ``eval``/``predict``/``cam`` do.
+    ``overrides`` replace saved architecture arguments.
+
+    The names follow one scheme: ``read_*`` (:mod:`archzoo.checkpoint`) return tensors and
+    metadata; ``load_*`` build or fill a model (this, :func:`archzoo.builder.load_weights`,
+    :func:`archzoo.engine.state.load_training_state`).
+    """
+    from pathlib import Path
+
+    from .shipped import resolve_checkpoint
+
+    path = resolve_checkpoint(arg)
+    is_tag = not Path(arg).expanduser().is_file()
+    tensors, meta = read_checkpoint(path) if path.suffix == ".safetensors" else ({}, {})
     if "model" not in meta:
-        raise ValueError(f"{path} has no archzoo metadata; use create_model(name, weights=path) for a bare state dict")
+        if is_tag:  # shipped weights stored as a bare state dict: the tag names the model
+            from .builder import create_model
+
+            name = str(arg).split(".", 1)[0]
+            return create_model(name, weights=path, **overrides).eval(), {"model": name}
+        raise ValueError(f"{path} is not an archzoo checkpoint (.safetensors with metadata); "
+                         "use archzoo.create_model(name, weights=path) for a bare state dict")
+    if need_head and meta.get("out_indices") is not None:
+        raise ValueError(f"{path} holds a features_only extractor, which has no prediction head; "
+                         "load it with archzoo.load_model")
+    if need_head and meta["num_classes"] == 0:
+        raise ValueError(f"{path} holds {meta['model']} without a classifier (num_classes 0): it gives "
+                         "features, not classes; load it with archzoo.load_model")
     kwargs = {**meta.get("kwargs", {}), **overrides}
     if meta.get("out_indices") is not None:
         kwargs.update(features_only=True, out_indices=meta["out_indices"])
@@ -77,7 +105,9 @@ def build_with_state(name: str, state_dict: dict, *, source=None, **kwargs) -> n
     state_dict = check_state_dict(model.state_dict(), state_dict, source or f"the state dict for {name}")
     # fresh (aligned) copies: tensors sliced out of a file buffer can take other kernel paths
     model.load_state_dict({k: v.clone() for k, v in state_dict.items()}, strict=True, assign=True)
-    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+    # a non-persistent buffer, or a detector's tensors that are not buffers (anchors, strides), stay
+    # on the meta device: build those normally
+    if model.card.task == "detection" or any(t.is_meta for t in (*model.parameters(), *model.buffers())):
         model = create_model(name, **kwargs)
         model.load_state_dict(state_dict, strict=True)
     return model

@@ -29,13 +29,16 @@ def count_inference_params(model: nn.Module) -> int:
 
 @torch.no_grad()
 def count_gflops(model: nn.Module, input_size: tuple[int, int, int]) -> float:
-    """Multiply-accumulates (in billions) of one forward pass on one image of ``input_size``."""
+    """Multiply-accumulates (in billions) of one forward pass on one image of ``input_size``.
+
+    For a detector, the network proper (``forward_batch``: backbone, neck, head on an already
+    resized batch), as the papers count it: resizing, decoding and NMS are not included."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     x = torch.zeros(1, *input_size, device=device)
     with FlopCounterMode(display=False) as counter:
-        model(x)
+        getattr(model, "forward_batch", model)(x)
     model.train(was_training)
     return counter.get_total_flops() / 2 / 1e9
 

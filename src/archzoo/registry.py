@@ -192,8 +192,10 @@ def family_card(**common) -> Callable[..., ModelCard]:
 
 
 def _ensure_loaded() -> None:
-    # importing archzoo.models registers every family
-    from . import models  # noqa: F401
+    # importing archzoo.models registers every classifier family, archzoo.detection every detector
+    from . import detection, models  # noqa: F401
+
+    detection._register_detectors()
 
 
 def get_entry(name: str) -> ModelEntry:

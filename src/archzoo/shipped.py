@@ -69,35 +69,6 @@ def resolve_checkpoint(arg: str | Path, model: str | None = None) -> Path:
     raise FileNotFoundError(f"checkpoint {text} does not exist (nor is it <model>.<tag> of shipped weights)")
 
 
-def load_checkpoint(arg: str | Path):
-    """``(classifier in eval mode, metadata)`` from a checkpoint file or a ``<model>.<tag>`` of
-    shipped weights. A shipped file without archzoo metadata is loaded into ``create_model(<model>)``."""
-    from .builder import create_model
-    from .io import load_model
-
-    path = resolve_checkpoint(arg)
-    is_tag = not Path(arg).expanduser().is_file()
-    if path.suffix == ".safetensors":
-        try:
-            model, meta = load_model(path)
-        except ValueError:
-            if not is_tag:
-                raise
-        else:
-            if meta.get("out_indices") is not None:
-                raise ValueError(f"{path} holds a features_only extractor, which has no classifier; "
-                                 "load it with archzoo.load_model")
-            if meta["num_classes"] == 0:
-                raise ValueError(f"{path} holds {meta['model']} without a classifier (num_classes 0): it gives "
-                                 "features, not classes; load it with archzoo.load_model")
-            return model, meta
-    if is_tag:
-        name = str(arg).split(".", 1)[0]
-        return create_model(name, weights=path).eval(), {"model": name}
-    raise ValueError(f"{path} is not an archzoo checkpoint (.safetensors with metadata); "
-                     "use archzoo.create_model(name, weights=path) for a bare state dict")
-
-
 # --- the weights archzoo ships -------------------------------------------------------------------
 # Each was trained by archzoo's own engine; the metric is re-measured by tests/test_shipped_weights.py
 # with `archzoo eval` on the same held-out images.

@@ -132,9 +132,61 @@ _add("swish", "Use x * sigmoid(x) (swish / SiLU) as the non-linearity: smooth, n
      "Ramachandran et al., Searching for Activation Functions, arXiv:1710.05941", 2017)
 _add("compound_scaling", "Scale depth, width and resolution together by fixed ratios (alpha^phi, beta^phi, gamma^phi) from one baseline.",
      "Tan & Le, EfficientNet: Rethinking Model Scaling for CNNs, arXiv:1905.11946", 2019)
+_add("hard_swish", "Use h-swish(x) = x * relu6(x + 3) / 6, a piecewise-linear swish that is cheap and quantises well on mobile hardware.",
+     "Howard et al., Searching for MobileNetV3, arXiv:1905.02244", 2019)
+_add("hard_sigmoid_gate", "Gate squeeze-excitation with relu6(x + 3) / 6 instead of a sigmoid, the squeeze a quarter of the expanded width.",
+     "Howard et al., Searching for MobileNetV3, arXiv:1905.02244", 2019)
+_add("searched_block_table", "Search each block's kernel, expansion, width, SE and activation by platform-aware NAS, then trim widths with NetAdapt against measured latency.",
+     "Howard et al., Searching for MobileNetV3, arXiv:1905.02244", 2019)
+_add("efficient_last_stage", "Pool before the last 1x1 convolutions: the widest layer runs on a 1x1 vector, not a 7x7 map, cutting the final stage's cost.",
+     "Howard et al., Searching for MobileNetV3, arXiv:1905.02244", 2019)
 
 # --- residual inception and searched cells ---------------------------------------------------
 _add("residual_inception", "Project an Inception block's concatenated branches back to the input width, scale by 0.1-0.3 and add the input.",
      "Szegedy et al., Inception-v4, Inception-ResNet and the Impact of Residual Connections, arXiv:1602.07261", 2016)
 _add("searched_cells", "Search a small cell (normal and reduction) of operations on two inputs, then stack copies of it into the network.",
      "Zoph et al., Learning Transferable Architectures for Scalable Image Recognition (NASNet), arXiv:1707.07012", 2017)
+
+# --- object detection -------------------------------------------------------------------------
+_add("grid_detection", "Divide the image into an S x S grid; the cell holding an object's centre predicts its boxes, confidences and class in one pass.",
+     "Redmon et al., You Only Look Once: Unified, Real-Time Object Detection, arXiv:1506.02640", 2015)
+_add("anchor_boxes", "Regress each box as an offset from one of several reference boxes (anchors) of set sizes and aspect ratios tiled over the feature map.",
+     "Ren et al., Faster R-CNN: Towards Real-Time Object Detection with Region Proposal Networks, arXiv:1506.01497", 2015)
+_add("non_maximum_suppression", "Of overlapping detections of one class (IoU above a threshold), keep only the highest-scoring one.",
+     "Felzenszwalb et al., Object Detection with Discriminatively Trained Part-Based Models, TPAMI", 2010)
+_add("multiscale_default_boxes", "Predict from several feature maps of decreasing resolution, each with default boxes of its own scale: small objects on fine maps, large on coarse.",
+     "Liu et al., SSD: Single Shot MultiBox Detector, arXiv:1512.02325", 2015)
+_add("l2_normalization", "Scale each position's feature vector to unit length, then by a learned per-channel factor, so maps of different magnitudes can be combined.",
+     "Liu, Rabinovich & Berg, ParseNet: Looking Wider to See Better, arXiv:1506.04579", 2015)
+_add("atrous_convolution", "Space a kernel's taps d pixels apart (dilation): a larger field of view at the same resolution and cost.",
+     "Chen et al., Semantic Image Segmentation with Deep Convolutional Nets and Fully Connected CRFs (DeepLab), arXiv:1412.7062", 2014)
+_add("hard_negative_mining", "Train on all positives but only the highest-loss negatives (at most 3 per positive), so easy background does not swamp the loss.",
+     "Liu et al., SSD: Single Shot MultiBox Detector, arXiv:1512.02325", 2015)
+_add("feature_pyramid", "Add a top-down path with lateral 1x1 connections so every pyramid level has strong semantics at its own resolution.",
+     "Lin et al., Feature Pyramid Networks for Object Detection, arXiv:1612.03144", 2016)
+_add("focal_loss", "Scale the cross entropy by (1 - p_t)^gamma so well-classified (mostly background) anchors contribute little: dense one-stage training works.",
+     "Lin et al., Focal Loss for Dense Object Detection (RetinaNet), arXiv:1708.02002", 2017)
+_add("group_norm", "Normalise over groups of channels within each sample: statistics that do not depend on the batch size.",
+     "Wu & He, Group Normalization, arXiv:1803.08494", 2018)
+_add("anchor_free", "Predict boxes from points (distances to the four sides, or centre and size) instead of offsets from anchor boxes.",
+     "Tian et al., FCOS: Fully Convolutional One-Stage Object Detection, arXiv:1904.01355", 2019)
+_add("centerness", "Predict how close a location is to its object's centre and multiply it into the score, suppressing boxes from off-centre locations.",
+     "Tian et al., FCOS: Fully Convolutional One-Stage Object Detection, arXiv:1904.01355", 2019)
+_add("iou_loss", "Regress boxes with a loss on their overlap (IoU, GIoU, CIoU) rather than on coordinates independently.",
+     "Rezatofighi et al., Generalized Intersection over Union, arXiv:1902.09630", 2019)
+_add("objects_as_points", "Detect an object as the peak of a per-class centre heatmap, regressing its size and offset there; 3x3 max-pool peaks replace NMS.",
+     "Zhou et al., Objects as Points (CenterNet), arXiv:1904.07850", 2019)
+_add("deconvolution_upsampling", "Recover resolution with learned transposed convolutions (stride 2) after the backbone.",
+     "Xiao et al., Simple Baselines for Human Pose Estimation and Tracking, arXiv:1804.06208", 2018)
+_add("spatial_pyramid_pooling", "Pool a map with several window sizes and concatenate the results: context at several scales for any input size (SPPF chains three 5x5 pools).",
+     "He et al., Spatial Pyramid Pooling in Deep Convolutional Networks for Visual Recognition, arXiv:1406.4729", 2014)
+_add("path_aggregation", "After the top-down pyramid, add a bottom-up path so fine localisation reaches the coarse levels quickly.",
+     "Liu et al., Path Aggregation Network for Instance Segmentation (PANet), arXiv:1803.01534", 2018)
+_add("weighted_bifpn", "Repeat top-down and bottom-up fusion, each node a learned, normalised weighted sum of its inputs (BiFPN).",
+     "Tan et al., EfficientDet: Scalable and Efficient Object Detection, arXiv:1911.09070", 2019)
+_add("decoupled_head", "Separate branches for classification and box regression instead of one shared head.",
+     "Ge et al., YOLOX: Exceeding YOLO Series in 2021, arXiv:2107.08430", 2021)
+_add("task_aligned_assignment", "Pick positives by a score combining classification confidence and IoU (s^alpha * u^beta), aligning the two tasks.",
+     "Feng et al., TOOD: Task-aligned One-stage Object Detection, arXiv:2108.07755", 2021)
+_add("distribution_focal_loss", "Predict each box side as a discrete distribution over distances, trained to concentrate on the two bins around the target.",
+     "Li et al., Generalized Focal Loss, arXiv:2006.04388", 2020)

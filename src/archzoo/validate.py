@@ -83,7 +83,8 @@ RANGES: dict[str, Range] = {
     "drop_rate": _f(0, 1, hi_open=True), "drop_path_rate": _f(0, 1, hi_open=True),
     "num_classes": _i(0, optional=True), "in_chans": _i(1, optional=True),
     # other commands
-    "held_out": _f(0, 1, lo_open=True, hi_open=True, optional=True), "topk": _i(1), "threads": _i(1, 1024),
+    "held_out": _f(0, 1, lo_open=True, hi_open=True, optional=True), "topk": _i(1, optional=True), "threads": _i(1, 1024),
+    "score_threshold": _f(0, 1, optional=True),
     "repeats": _i(1),
 }
 

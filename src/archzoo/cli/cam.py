@@ -43,12 +43,12 @@ def load_for_cam(arg: str):
     """``(model in eval mode, metadata, random)``: a checkpoint or shipped tag (resolved as
     ``archzoo predict`` does), or a registered name built with random weights."""
     from ..builder import create_model
-    from ..shipped import load_checkpoint
+    from ..io import load_model
     from ..registry import list_models
 
     if not Path(arg).expanduser().is_file() and arg in list_models():
         return create_model(arg).eval(), {"model": arg}, True
-    model, meta = load_checkpoint(arg)
+    model, meta = load_model(arg, need_head=True)
     return model, meta, False
 
 

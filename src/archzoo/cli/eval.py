@@ -11,6 +11,11 @@ the images it never saw.
 ``--json`` prints one object: ``accuracy`` (top-1, 0..1), ``top5``, ``loss``, ``count``,
 ``per_class_accuracy`` and, for up to 100 classes, ``confusion`` (rows: true class). Classes are
 matched to the checkpoint's by name; a class the checkpoint does not know is an error.
+
+A detector is scored on a detection set (``shapes-det``, Pascal VOC, COCO JSON, YOLO txt; see
+``archzoo.data``) by pycocotools: ``map`` (AP at IoU 0.5:0.95), ``map50``, ``map75``,
+``per_class`` (``{class: {"map", "map50"}}``) and ``count``; difficult (VOC) and crowd (COCO)
+objects are ignored. ``data_description`` says which format was read and what it holds.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("eval", help="evaluate a checkpoint on a labelled dataset",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="a .safetensors checkpoint, or <model>.<tag> of shipped weights")
-    p.add_argument("--data", required=True, help="digits | shapes | an ImageFolder tree | CIFAR batches | MNIST IDX")
+    p.add_argument("--data", required=True, help="digits | shapes | shapes-det | an ImageFolder tree | CIFAR batches | "
+                                                 "MNIST IDX | Pascal VOC, COCO JSON or YOLO txt (force: voc:DIR ...)")
     p.add_argument("--subset", help="the split to read where the data has several (default: test; a plain tree: itself)")
     p.add_argument("--held-out", type=T("held_out"), metavar="F",
                    help="score the validation part of DATA split off as by `train --val-split F`")
@@ -42,13 +48,13 @@ def register(subparsers) -> None:
 
 def default_subset(spec: str) -> str:
     """``test`` where the data has a test split, else the tree itself (``train``)."""
-    from ..data import BUILTIN
+    from ..data import BUILTIN, split_format
 
     if spec in BUILTIN:
         return "test"
     from ..data import cifar, folder, idx
 
-    path = Path(spec).expanduser()
+    path = Path(split_format(spec)[1]).expanduser()
     if not path.is_dir():
         return "test"
     if cifar.is_cifar_dir(path) or idx.is_idx_dir(path):
@@ -61,8 +67,8 @@ def default_subset(spec: str) -> str:
 
 def load_eval_data(spec: str, meta: dict, subset: str | None, skip_bad: bool, held_out: float | None = None,
                    seed: int = 0):
-    """``(dataset to score, skipped files)``, decoded the way the checkpoint's run decoded its data;
-    with ``held_out``, the validation part of the seeded split."""
+    """``(dataset to score, skipped files, description)``, decoded the way the checkpoint's run
+    decoded its data; with ``held_out``, the validation part of the seeded split."""
     from ..data import BUILTIN, load_dataset
 
     size = meta.get("input_size", [None, None, None])[-1]
@@ -73,22 +79,22 @@ def load_eval_data(spec: str, meta: dict, subset: str | None, skip_bad: bool, he
             raise ValueError(f"--held-out must be a fraction between 0 and 1, got {held_out}")
         splits = load_dataset(spec, val_split=held_out, seed=seed, subset=subset or "train", skip_bad=skip_bad,
                               image_size=image_size)
-        return splits.val, splits.bad_files
+        return splits.val, splits.bad_files, splits.description
     splits = load_dataset(spec, val_split=0.0, subset=subset or default_subset(spec), skip_bad=skip_bad, image_size=image_size)
-    return splits.train, splits.bad_files
+    return splits.train, splits.bad_files, splits.description
 
 
 def run(args: argparse.Namespace) -> int:
     from ..engine.evaluate import evaluate_model, model_task
-    from ..shipped import load_checkpoint
+    from ..io import load_model
     from .common import checkpoint_input, console, print_json, print_table
 
     from ..validate import check_writable_file, shown
 
     if args.confusion:
         check_writable_file(args.confusion, "--confusion")
-    model, meta = load_checkpoint(args.checkpoint)
-    data, bad_files = load_eval_data(args.data, meta, args.subset, args.skip_bad, args.held_out, args.seed)
+    model, meta = load_model(args.checkpoint, need_head=True)
+    data, bad_files, description = load_eval_data(args.data, meta, args.subset, args.skip_bad, args.held_out, args.seed)
     _, size, mean, std = checkpoint_input(model, meta)
     names = meta.get("class_names") or [str(i) for i in range(model.num_classes)]
     task = model_task(model, names)  # the card's task decides what is measured and shown
@@ -104,9 +110,13 @@ def run(args: argparse.Namespace) -> int:
     result = {"checkpoint": shown(args.checkpoint), "model": meta.get("model"), "data": shown(args.data),
               "held_out": args.held_out, **task.eval_result(m), "skipped_files": len(bad_files),
               "skipped": [{"file": shown(f), "reason": shown(r)} for f, r in bad_files]}
+    if description:
+        result["data_description"] = description
     if args.json:
         print_json(result)
         return 0
+    if description:
+        console().print(description, highlight=False, markup=False)
     for title, columns, rows in task.eval_tables(m):
         print_table(title or f"{meta.get('model')} on {shown(args.data)}", columns, rows, justify_right={columns[-1]})
     if bad_files:

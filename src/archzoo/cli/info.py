@@ -21,8 +21,8 @@ def model_info(name: str) -> dict:
 
     card = model_card(name)
     stats = model_stats(name)
-    with torch.device("meta"):
-        info = create_model(name).feature_info
+    with torch.device("meta"):  # a detector's maps are its backbone's: none of its own
+        info = getattr(create_model(name), "feature_info", [])
     return {
         **card.to_dict(),
         "params": stats["params"],

@@ -1,15 +1,24 @@
-"""``archzoo predict CKPT IMAGE...``: the most likely classes of each image.
+"""``archzoo predict CKPT IMAGE...``: the most likely classes of each image, or a detector's boxes.
 
     archzoo predict runs/c10/best.safetensors cat.jpg dog.png --topk 3
     archzoo predict resnet20.cifar10 img.png --json
+    archzoo predict runs/det/best.safetensors photos/*.jpg --out drawn/ --score-threshold 0.5 --json
 
 Images are read, resized and normalised the way the checkpoint's run evaluated (its input size,
 channels, mean and std, all stored in the checkpoint).
+
+A detector lists, per image, the detections scoring ``--score-threshold`` (default 0.3) or more,
+at most ``--topk`` (default 100): ``--json`` prints each image's ``file`` and ``detections``
+(``label`` (class name), ``index``, ``score``, ``box`` ``[x1, y1, x2, y2]`` in the original
+image's pixels). ``--out DIR`` writes each image with its boxes drawn to ``DIR/<name>.png``.
 """
 
 from __future__ import annotations
 
 import argparse
+
+
+SCORE_THRESHOLD = 0.3  # the detectors' default --score-threshold
 
 
 def register(subparsers) -> None:
@@ -20,49 +29,98 @@ def register(subparsers) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="a .safetensors checkpoint, or <model>.<tag> of shipped weights")
     p.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
-    p.add_argument("--topk", type=T("topk"), default=5, help="classes to list per image (default 5)")
+    p.add_argument("--topk", type=T("topk"), help="classes to list per image (default 5; detections: 100)")
+    p.add_argument("--score-threshold", type=T("score_threshold"),
+                   help=f"detectors: list and draw detections scoring at least this (default {SCORE_THRESHOLD})")
+    p.add_argument("--out", metavar="DIR", help="detectors: write each image with its boxes drawn to DIR/<name>.png")
     p.add_argument("--device", type=device_arg, help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
 
-def predict_files(model, meta: dict, files: list[str], topk: int = 5, device=None) -> list[dict]:
+def predict_files(model, meta: dict, files: list[str], topk: int | None = None, device=None, *,
+                  score_threshold: float | None = None, out=None) -> list[dict]:
     """``[{"file", "top": [{"class", "index", "probability"}, ...]}]`` for each image file (a
-    segmenter's entries have a pixel ``share``, a detector's a ``score`` and a ``box``)."""
+    segmenter's entries have a pixel ``share``); a detector's are ``{"file", "detections":
+    [{"label", "index", "score", "box"}]}`` (see the module doc), drawn to ``out/<name>.png``
+    when ``out`` is given. ``topk``: default 5 classes, 100 detections."""
     import torch
 
     from ..data.folder import ImageDecoder
     from ..engine.evaluate import model_task
-    from ..validate import check_input_files, check_option, resolve_device, shown
+    from ..validate import UserError, check_input_files, check_option, check_writable_dir, resolve_device, shown
     from .common import checkpoint_input
 
     check_option("topk", topk)
+    check_option("score_threshold", score_threshold)
     check_input_files(files)
     device = resolve_device(device, option="device")
     c, size, mean, std = checkpoint_input(model, meta)
     names = meta.get("class_names") or [str(i) for i in range(model.num_classes)]
     task = model_task(model, names)
+    detect = task.name == "detection"
+    if not detect and (out is not None or score_threshold is not None):
+        raise UserError(f"{'--out' if out is not None else '--score-threshold'} is for detectors; "
+                        f"{meta.get('model')} is a {task.name} model")
+    if out is not None:
+        out = check_writable_dir(out, "--out")
+        out.mkdir(parents=True, exist_ok=True)
     tf, decode = task.input_transform(size, mean, std, c), ImageDecoder(c)
     model = model.to(device).eval()
-    out = []
-    for f in files:
+    results, pictures = [], _picture_names(files)
+    for f, picture in zip(files, pictures):
         image = decode(f)
+        x = tf(image)[None].to(device)
         with torch.no_grad():
-            out.append({"file": shown(f), **task.predict(model, tf(image)[None].to(device), tuple(image.shape[-2:]), topk)})
-    return out
+            if detect:
+                r = task.predict(model, x, tuple(image.shape[-2:]), topk or 100,
+                                 score_threshold=SCORE_THRESHOLD if score_threshold is None else score_threshold)
+            else:
+                r = task.predict(model, x, tuple(image.shape[-2:]), topk or 5)
+        entry = {"file": shown(f), **r}
+        if out is not None:
+            from ..engine.detection import draw_detections
+
+            entry["picture"] = shown(draw_detections(ImageDecoder(3)(f), r["detections"], task.class_names,
+                                                     out / picture))
+        results.append(entry)
+    return results
+
+
+def _picture_names(files: list[str]) -> list[str]:
+    """``<stem>.png`` for each file; stems that repeat get ``-2``, ``-3`` ... so none overwrites another."""
+    from pathlib import Path
+
+    seen: dict[str, int] = {}
+    names = []
+    for f in files:
+        stem = Path(f).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(f"{stem}.png" if seen[stem] == 1 else f"{stem}-{seen[stem]}.png")
+    return names
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..shipped import load_checkpoint
+    from ..io import load_model
     from .common import print_json, print_table
 
-    from ..validate import check_input_files, shown
+    from ..validate import check_input_files, check_writable_dir, shown
 
     check_input_files(args.images)  # before the checkpoint is read: the cheap checks first
-    model, meta = load_checkpoint(args.checkpoint)
-    preds = predict_files(model, meta, args.images, args.topk, args.device)
+    if args.out is not None:
+        check_writable_dir(args.out, "--out")
+    model, meta = load_model(args.checkpoint, need_head=True)
+    preds = predict_files(model, meta, args.images, args.topk, args.device, score_threshold=args.score_threshold,
+                          out=args.out)
     if args.json:
         print_json({"checkpoint": shown(args.checkpoint), "model": meta.get("model"), "predictions": preds})
+        return 0
+    if preds and "detections" in preds[0]:
+        rows = [[pr["file"] if rank == 0 else "", rank + 1, d["label"], f"{d['score']:.2f}",
+                 " ".join(f"{v:g}" for v in d["box"])] for pr in preds for rank, d in enumerate(pr["detections"])]
+        rows += [[pr["file"], "", "(nothing)", "", ""] for pr in preds if not pr["detections"]]
+        print_table(f"{meta.get('model')} detections", ["image", "#", "class", "score", "box (x1 y1 x2 y2)"], rows,
+                    justify_right={"#", "score"})
         return 0
     tops = [t for pr in preds for t in pr["top"]]
     columns = [k for k in tops[0] if k not in ("class", "index")] if tops else ["probability"]

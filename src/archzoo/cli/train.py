@@ -24,7 +24,7 @@ def _defaults():
 
 def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
     """The :class:`~archzoo.engine.config.TrainConfig` options, shared by ``train`` and benchmarks."""
-    from ..engine.config import AUGMENTS, COMPILE_MODES, FREEZE, OPTIMIZERS, SCHEDULES
+    from ..engine.config import AUGMENT_RECIPES, COMPILE_MODES, FREEZE, OPTIMIZERS, SCHEDULES
 
     from ..validate import arg_type as T
 
@@ -65,7 +65,8 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--deterministic", action=B, default=S, help="bit-for-bit repeatable training (default off)")
     g.add_argument("--freeze", choices=FREEZE, default=S, help="'backbone': train the classifier only (default none)")
     g.add_argument("--backbone-lr-scale", type=T("backbone_lr_scale"), default=S, help="learning-rate factor for everything but the classifier (default 1)")
-    g.add_argument("--augment", choices=AUGMENTS, default=S, help="training augmentation (default basic: crop and flip)")
+    g.add_argument("--augment", choices=AUGMENT_RECIPES, default=S,
+                   help="training augmentation (default basic: crop and flip; ssd, scale-jitter: detection only)")
     g.add_argument("--pad", type=T("pad"), default=S, help=f"padding of the random crop of small images (default {d['pad']})")
     g.add_argument("--flip", action=B, default=S, help="random horizontal flips (default on)")
     g.add_argument("--erase", type=T("erase"), default=S,
@@ -91,7 +92,9 @@ def register(subparsers) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", nargs="?", help="a model name (archzoo models); optional with --resume")
     data = p.add_argument_group("data")
-    data.add_argument("--data", help="digits | shapes | an ImageFolder tree | a CIFAR batches folder | an MNIST IDX folder")
+    data.add_argument("--data", help="digits | shapes | shapes-det | an ImageFolder tree | a CIFAR batches folder | an MNIST "
+                                     "IDX folder | a detection set: Pascal VOC, COCO JSON, YOLO txt (force one: voc:DIR, "
+                                     "coco:DIR, yolo:DIR)")
     data.add_argument("--val-data", help="a separate validation set (default: hold out --val-split of --data)")
     data.add_argument("--val-split", type=T("val_split"), default=0.1, help="fraction of every class held out for validation (default 0.1)")
     data.add_argument("--image-size", type=T("image_size"), help="model input side (default: the data's for in-memory sets, else the model's)")

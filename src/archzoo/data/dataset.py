@@ -202,12 +202,14 @@ def _check_range(values: torch.Tensor, k: int, what: str) -> None:
 @dataclass
 class DatasetSplits:
     """What :func:`archzoo.data.load_dataset` returns. ``bad_files`` lists the ``(path, reason)``
-    pairs skipped under ``skip_bad=True``."""
+    pairs skipped under ``skip_bad=True``; ``description`` says what was read where the format
+    was detected (detection sets: the format, images, classes and objects)."""
 
     train: ImageDataset
     val: ImageDataset | None
     class_names: list[str]
     bad_files: list[tuple[str, str]] = field(default_factory=list)
+    description: str = ""
 
 
 def stratified_split(labels: torch.Tensor, val_split: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -27,6 +27,9 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 AUGMENTS = ("none", "basic", "randaugment", "trivialaugment")
+# detection recipes of DenseTransform (the ``augment`` option of a detection run); see its doc
+DETECTION_AUGMENTS = ("ssd", "scale-jitter")
+PER_BOX_KEYS = ("labels", "difficult")  # per-object target tensors that go with their boxes
 
 
 class MatchChannels(torch.nn.Module):
@@ -69,6 +72,8 @@ def build_transform(
     erase: float = 0.0,
 ) -> v2.Compose:
     """The per-sample transform for training (``train=True``) or evaluation; see the module doc."""
+    if augment in DETECTION_AUGMENTS:
+        raise ValueError(f"augment {augment!r} is a detection recipe (it moves boxes); a classifier takes one of {AUGMENTS}")
     if augment not in AUGMENTS:
         raise ValueError(f"augment must be one of {AUGMENTS}, got {augment!r}")
     if len(mean) != len(std):
@@ -112,29 +117,58 @@ class DenseTransform:
     the visible part of the box; with ``boxes``, a box left with no area is dropped with its label
     (and instance mask). Eval: resize to ``s x s`` (the whole image, nothing cropped). No colour
     augmentation here: it moves nothing.
+
+    ``recipe`` (training only; the ``augment`` option): ``"basic"`` is the above, ``"none"`` the
+    eval transform, and the detection recipes of :data:`DETECTION_AUGMENTS`:
+
+    * ``"ssd"``: SSD's (Liu et al. 2016, arXiv:1512.02325, section 2.2 and 3.6, as torchvision's
+      detection references run it): photometric distortion (brightness, contrast, saturation,
+      hue, channel order; :class:`~torchvision.transforms.v2.RandomPhotometricDistort`), zoom out
+      onto a canvas up to 4x the image (p 0.5, filled with the mean colour), an IoU-aware random
+      crop (:class:`~torchvision.transforms.v2.RandomIoUCrop`: a crop overlapping some object by
+      IoU 0.1..0.9, or the whole image; an object whose centre falls outside the crop is dropped,
+      as in SSD), a flip, and a resize to ``s x s``.
+    * ``"scale-jitter"``: large-scale jitter (Ghiasi et al. 2021, arXiv:2012.07177): resize to
+      0.3..2x of ``s`` (aspect kept), take or pad a random ``s x s`` crop, flip.
+
+    With boxes, boxes are clipped to the image and those left without area are dropped with
+    their per-object targets (:data:`PER_BOX_KEYS`, instance masks).
     """
 
     def __init__(self, train: bool, input_size: int, mean: Sequence[float], std: Sequence[float], *,
                  in_chans: int | None = None, small: bool | None = None, pad: int = 4, flip: bool = True,
-                 scale: tuple[float, float] = (0.08, 1.0), boxes: bool = False) -> None:
+                 scale: tuple[float, float] = (0.08, 1.0), boxes: bool = False, recipe: str = "basic") -> None:
         from torchvision import tv_tensors
 
         from .dataset import IGNORE_INDEX
 
+        if recipe not in ("basic", "none", *DETECTION_AUGMENTS):
+            raise ValueError(f"recipe must be basic, none or one of {DETECTION_AUGMENTS}, got {recipe!r}")
+        if recipe in DETECTION_AUGMENTS and not boxes:
+            raise ValueError(f"the {recipe!r} recipe is for detection (boxes=True)")
         s = int(input_size)
         small = s <= 64 if small is None else small
-        if not train:
+        fill = {tv_tensors.Mask: IGNORE_INDEX, "others": 0}
+        mean_fill = {tv_tensors.Mask: IGNORE_INDEX, "others": [round(255 * m) for m in mean] if len(mean) == 3 else 0}
+        if not train or recipe == "none":
             ops: list = [v2.Resize((s, s), antialias=True)]
+        elif recipe == "ssd":
+            ops = [v2.RandomPhotometricDistort(p=0.5), v2.RandomZoomOut(fill=mean_fill, side_range=(1.0, 4.0), p=0.5),
+                   v2.RandomIoUCrop(), v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(labels_getter=per_box_targets),
+                   v2.Resize((s, s), antialias=True)]
+        elif recipe == "scale-jitter":
+            ops = [v2.ScaleJitter((s, s), scale_range=(0.3, 2.0), antialias=True),
+                   v2.RandomCrop(s, pad_if_needed=True, fill=fill)]
         elif small:
             ops = [v2.Resize((s, s), antialias=True)]
             if pad:
-                ops.append(v2.RandomCrop(s, padding=pad, fill={tv_tensors.Mask: IGNORE_INDEX, "others": 0}))
+                ops.append(v2.RandomCrop(s, padding=pad, fill=fill))
         else:
             ops = [v2.RandomResizedCrop(s, scale=scale, antialias=True)]
-        if train and flip:
+        if train and flip and recipe != "none":
             ops.append(v2.RandomHorizontalFlip())
         if boxes:  # clamp first: a resize can leave an edge a float step past the image, and sanitizing would drop it
-            ops += [v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes()]  # drops emptied boxes and their "labels"
+            ops += [v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(labels_getter=per_box_targets)]
         self.geometric = v2.Compose(ops)
         self.match = MatchChannels(in_chans or len(mean))
         self.normalize = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))])
@@ -144,6 +178,13 @@ class DenseTransform:
         if "masks" in target:  # uint8 0/1 on the way in; padding filled them with IGNORE_INDEX
             target["masks"] = target["masks"] == 1
         return self.normalize(image), target
+
+
+def per_box_targets(inputs) -> tuple[torch.Tensor, ...]:
+    """The per-object tensors of a ``(image, target)`` sample that SanitizeBoundingBoxes drops
+    with their boxes (:data:`PER_BOX_KEYS`; instance masks it finds itself)."""
+    target = inputs[1]
+    return tuple(target[k] for k in PER_BOX_KEYS if k in target)
 
 
 def _wrap(image: torch.Tensor, target: dict):

@@ -128,9 +128,9 @@ def _write_skipped(out: Path, bad: list) -> None:
 
 def _load_teacher(teacher, class_names: list[str]) -> nn.Module:
     """The distillation teacher from a checkpoint or ``model.tag``; its classes must be ours, in order."""
-    from ..shipped import load_checkpoint
+    from ..io import load_model
 
-    model, meta = load_checkpoint(teacher)
+    model, meta = load_model(teacher, need_head=True)
     theirs = meta.get("class_names")
     if theirs is None:
         if model.num_classes != len(class_names):
@@ -232,10 +232,13 @@ def train(model: str | nn.Module | None = None, data=None, *, out: str | Path | 
         name = None
         if isinstance(model, str):
             from ..builder import create_model
+            from ..registry import model_card
             from ..shipped import resolve_checkpoint
 
             name = model
             weights = None if init is None or resume is not None else resolve_checkpoint(init, model=name)
+            if image_size is not None and model_card(name).task == "detection":  # the detector resizes to it too
+                model_kwargs = {"image_size": image_size, **(model_kwargs or {})}
             with warnings.catch_warnings():
                 if weights is not None:
                     warnings.filterwarnings("ignore", message=".*classifier shape differs")

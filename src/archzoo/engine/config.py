@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from ..data.transforms import AUGMENTS
+from ..data.transforms import AUGMENTS, DETECTION_AUGMENTS
+
+AUGMENT_RECIPES = AUGMENTS + DETECTION_AUGMENTS  # the second group for detection runs only
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "onecycle", "constant")
@@ -68,7 +70,7 @@ class TrainConfig:
         from ..validate import RANGES, UserError, check_option
 
         for name, value, allowed in (("opt", self.opt, OPTIMIZERS), ("sched", self.sched, SCHEDULES),
-                                     ("freeze", self.freeze, FREEZE), ("augment", self.augment, AUGMENTS),
+                                     ("freeze", self.freeze, FREEZE), ("augment", self.augment, AUGMENT_RECIPES),
                                      ("compile_mode", self.compile_mode, COMPILE_MODES)):
             if value not in allowed:
                 raise UserError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")

@@ -214,21 +214,86 @@ class GatheredMeter(Meter):
 
 
 class DetectionMeter(GatheredMeter):
-    """Average precision at IoU 0.5 for each class and its mean over the classes that have
-    ground truth (``map50``), as in PASCAL VOC 2010+ (the area under the interpolated
-    precision-recall curve; Everingham et al. 2010). Predictions: ``{"boxes" [n, 4], "scores"
-    [n], "labels" [n]}``; targets: ``{"boxes" [k, 4], "labels" [k]}``, xyxy in the same pixels.
-    COCO's mAP over IoU 0.5:0.95 (pycocotools) plugs in the same way."""
+    """COCO box evaluation by pycocotools (Lin et al. 2014): ``map`` (AP averaged over IoU 0.5,
+    0.55, ..., 0.95, and over the classes with ground truth), ``map50``, ``map75``, ``per_class``
+    (``{name: {"map": AP@[.5:.95], "map50": AP@0.5}}`` of each class with ground truth, also in
+    ``ap50_per_class`` as ``{name: AP@0.5}``) and ``count`` (images). Each AP is pycocotools' area
+    under the 101-point interpolated precision-recall curve, all object sizes, at most 100
+    detections per image; the numbers are those of ``COCOeval.summarize()`` on the same boxes.
 
-    def __init__(self, num_classes: int, class_names: Sequence[str] | None = None, iou: float = 0.5):
+    Predictions: ``{"boxes" [n, 4], "scores" [n], "labels" [n]}``; targets: ``{"boxes" [k, 4],
+    "labels" [k]}`` and optionally ``"difficult"`` [k] (VOC difficult, COCO crowd), xyxy in the
+    same pixels. Difficult objects are given to pycocotools as ``iscrowd``: a detection matching
+    one (by its overlap over the detection's area) counts neither as a hit nor as a false
+    positive, and the object is not needed for full recall. A class whose every object is
+    difficult has no AP. With no ground truth at all every number is 0.
+    """
+
+    def __init__(self, num_classes: int, class_names: Sequence[str] | None = None):
         super().__init__()
-        self.num_classes, self.iou = num_classes, iou
+        self.num_classes = num_classes
         self.class_names = list(class_names or [str(i) for i in range(num_classes)])
 
     def score(self, predictions, targets):
-        ap = {c: average_precision(predictions, targets, c, self.iou) for c in range(self.num_classes)}
-        ap = {self.class_names[c]: v for c, v in ap.items() if v is not None}
-        return {"map50": sum(ap.values()) / len(ap) if ap else 0.0, "count": len(targets), "ap50_per_class": ap}
+        import numpy as np
+
+        precision = coco_precision(predictions, targets, self.num_classes)  # [T, R, K]
+
+        def mean(p):
+            p = p[p > -1]
+            return float(np.mean(p)) if p.size else None
+
+        per_class = {}
+        for k, name in enumerate(self.class_names):
+            ap = mean(precision[:, :, k])
+            if ap is not None:
+                per_class[name] = {"map": ap, "map50": mean(precision[0, :, k])}
+        return {"map": mean(precision) or 0.0, "map50": mean(precision[0]) or 0.0, "map75": mean(precision[5]) or 0.0,
+                "count": len(targets), "per_class": per_class,
+                "ap50_per_class": {k: v["map50"] for k, v in per_class.items()}}
+
+
+def coco_precision(predictions: list[dict], targets: list[dict], num_classes: int):
+    """pycocotools' accumulated precision ``[T=10 IoU thresholds, R=101 recall points, K classes]``
+    (all areas, 100 detections per image; -1 where a class has no ground truth) of these boxes."""
+    import contextlib
+    import io
+
+    import numpy as np
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    def annotations(rows, crowd=None, scores=None):
+        out = []
+        for i, r in enumerate(rows):
+            boxes = r["boxes"].double().reshape(-1, 4).tolist()
+            labels = r["labels"].reshape(-1).tolist()
+            flags = r.get(crowd) if crowd else None
+            flags = flags.reshape(-1).tolist() if flags is not None else [0] * len(boxes)
+            sc = r["scores"].reshape(-1).tolist() if scores else [None] * len(boxes)
+            for (x1, y1, x2, y2), c, f, s in zip(boxes, labels, flags, sc):
+                a = {"id": len(out) + 1, "image_id": i + 1, "category_id": int(c) + 1,  # ids from 1: pycocotools
+                     "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": int(bool(f))}
+                if s is not None:  # treats a matched ground-truth id of 0 as no match
+                    a["score"] = float(s)
+                out.append(a)
+        return out
+
+    def coco(anns):
+        c = COCO()
+        c.dataset = {"images": [{"id": i + 1} for i in range(len(targets))], "annotations": anns,
+                     "categories": [{"id": k + 1} for k in range(num_classes)]}
+        c.createIndex()
+        return c
+
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+        truth, dets = coco(annotations(targets, crowd="difficult")), coco(annotations(predictions, scores=True))
+        e = COCOeval(truth, dets, "bbox")
+        e.evaluate()
+        e.accumulate()
+    if "precision" not in e.eval:  # pragma: no cover - no images
+        return np.full((10, 101, num_classes), -1.0)
+    return e.eval["precision"][:, :, :, 0, -1]
 
 
 def average_precision(predictions: list[dict], targets: list[dict], cls: int, iou: float = 0.5) -> float | None:

@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 import torch
 
-from ..checkpoint import load_tensors, save_tensors
+from ..checkpoint import read_tensors, save_tensors
 from . import distributed as dist
 
 STATE_FILE = "state.safetensors"
@@ -138,11 +138,11 @@ def check_state_meta(meta: dict, path) -> dict:
     return meta
 
 
-def load_state(path, *, model, optimizer, ema, device) -> dict:
+def load_training_state(path, *, model, optimizer, ema, device) -> dict:
     """Restore model, optimizer, EMA and this process's generators; return the JSON metadata."""
     from ..validate import UserError, shown
 
-    tensors, meta = load_tensors(path)
+    tensors, meta = read_tensors(path)
     check_state_meta(meta, path)
     try:
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})

@@ -279,6 +279,7 @@ def make_task(name: str, class_names: list[str], *, num_classes: int | None = No
               teacher: nn.Module | None = None) -> Task:
     """The task called ``name`` (``classification``, ``segmentation``, ``detection``) for these
     classes, configured from the recipe ``cfg`` (a :class:`~archzoo.engine.config.TrainConfig`)."""
+    from ..data.transforms import DETECTION_AUGMENTS
     from .config import TrainConfig
 
     cfg = cfg or TrainConfig()
@@ -289,7 +290,7 @@ def make_task(name: str, class_names: list[str], *, num_classes: int | None = No
                                   distill=cfg.distill, temperature=cfg.distill_temperature)
     unsupported = {"mixup": cfg.mixup > 0, "cutmix": cfg.cutmix > 0, "erase": cfg.erase > 0,
                    "teacher": teacher is not None or cfg.distill > 0,
-                   f"augment {cfg.augment}": cfg.augment not in ("basic", "none")}
+                   f"augment {cfg.augment}": cfg.augment not in ("basic", "none", *(DETECTION_AUGMENTS if name == "detection" else ()))}
     if name == "detection":
         unsupported["label_smoothing"] = cfg.label_smoothing > 0
     bad = [k for k, on in unsupported.items() if on]

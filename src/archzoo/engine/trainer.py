@@ -35,7 +35,7 @@ from .ema import ModelEMA
 from .loader import make_batches
 from .optim import Schedule, apply_freeze, build_optimizer, frozen_norms_eval
 from .progress import Progress, RunLog
-from .state import STATE_FILE, load_state, save_state
+from .state import STATE_FILE, load_training_state, save_state
 from .task import Task, make_task
 
 LOG_EVERY = 20  # steps between progress updates (and checks for a non-finite loss)
@@ -62,10 +62,14 @@ def set_deterministic(on: bool) -> None:
 
 
 def model_mean_std(model: nn.Module, in_chans: int) -> tuple[list[float], list[float]]:
-    """The card's normalisation, averaged to one channel for grey inputs."""
+    """The card's normalisation, averaged to one channel for grey inputs. A detector normalises
+    inside (its :class:`~archzoo.detection.DetectionTransform`, with the card's statistics), so
+    the engine hands it images in 0..1: mean 0, std 1."""
     from ..registry import IMAGENET_MEAN, IMAGENET_STD
 
     card = getattr(model, "card", None)
+    if card is not None and card.task == "detection":
+        return [0.0] * in_chans, [1.0] * in_chans
     mean, std = (list(card.mean), list(card.std)) if card is not None else (list(IMAGENET_MEAN), list(IMAGENET_STD))
     if in_chans != len(mean):
         mean, std = [sum(mean) / len(mean)] * in_chans, [sum(std) / len(std)] * in_chans
@@ -255,7 +259,7 @@ class Trainer:
             if self.out is None or not (self.out / STATE_FILE).exists():
                 raise FileNotFoundError(f"nothing to resume: {self.out}/{STATE_FILE} does not exist")
             self._check_same_data(read_metadata(self.out / STATE_FILE))  # before the weights are loaded
-            meta = load_state(self.out / STATE_FILE, model=self.model, optimizer=self.optimizer, ema=self.ema,
+            meta = load_training_state(self.out / STATE_FILE, model=self.model, optimizer=self.optimizer, ema=self.ema,
                               device=self.device)
             start, self.step, history = meta["epoch"], meta["step"], meta["history"]
             best, best_epoch = meta.get("best"), meta.get("best_epoch")

@@ -1,5 +1,6 @@
 """The building blocks ("tricks" made into modules). Families assemble these; they never copy them."""
 
+from .c2f import C2f, SPPF, YoloBottleneck
 from .classifier import ClassifierHead
 from .conv import ConvNormAct, NormAct, create_act, get_padding, make_divisible
 from .csp import CrossStagePartial, DarkBlock
@@ -38,9 +39,12 @@ from .norm import NORM_LAYERS, create_norm_layer
 from .nas_cells import Cell, CellStack, FactorizedReduction, Genotype, SameConv2d, SamePool2d, SepConv
 from .residual import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck
 from .shortcut import ZeroPadShortcut, make_shortcut, projection_shortcut
-from .squeeze_excite import SqueezeExcite
+from .squeeze_excite import SE_STYLES, SqueezeExcite, SqueezeExciteStyle
 
 __all__ = [
+    "C2f",
+    "SPPF",
+    "YoloBottleneck",
     "AuxClassifier",
     "AvgPoolAtLeast",
     "ConcatBranches",
@@ -95,7 +99,9 @@ __all__ = [
     "NormAct",
     "PreActBasicBlock",
     "PreActBottleneck",
+    "SE_STYLES",
     "SqueezeExcite",
+    "SqueezeExciteStyle",
     "Transition",
     "ZeroPadShortcut",
     "create_act",

@@ -13,9 +13,13 @@
 * MBConv — the same block with squeeze-excitation on the expanded features (MnasNet, Tan et al.
   2018, arXiv:1807.11626), swish activations and stochastic depth (EfficientNet, Tan & Le 2019,
   arXiv:1905.11946). The squeeze width is a ratio of the block's *input* channels.
+* MobileNetV3's variant (Howard et al. 2019, arXiv:1905.02244): an activation per block (ReLU
+  early, hard-swish deeper) and SE with a hard-sigmoid gate whose squeeze width is a quarter of
+  the *expanded* channels, rounded to a multiple of 8 (``se_style``,
+  :class:`~archzoo.layers.squeeze_excite.SqueezeExciteStyle`).
 
-Both blocks take a ``dilation`` for their depthwise convolution (a dilated backbone,
-:mod:`archzoo.layers.dilation`).
+In both blocks the SE gates the depthwise convolution's output (before the projection). Both take
+a ``dilation`` for their depthwise convolution (a dilated backbone, :mod:`archzoo.layers.dilation`).
 """
 
 from __future__ import annotations
@@ -27,15 +31,10 @@ import torch.nn as nn
 
 from .conv import ActLayer, ConvNormAct, make_divisible
 from .drop import DropPath
-from .squeeze_excite import SqueezeExcite
+from .squeeze_excite import SqueezeExciteStyle
 
 NormLayer = Callable[..., nn.Module]
-
-
-def _squeeze_excite(chs: int, in_chs: int, se_ratio: float | None, act_layer: ActLayer) -> nn.Module:
-    if not se_ratio:
-        return nn.Identity()
-    return SqueezeExcite(chs, max(1, int(in_chs * se_ratio)), act_layer=act_layer)
+MNASNET_SE = SqueezeExciteStyle()
 
 
 class _MobileBlock(nn.Module):
@@ -60,7 +59,8 @@ class _MobileBlock(nn.Module):
 class DepthwiseSeparable(_MobileBlock):
     """Depthwise kxk (strided) -> optional SE -> pointwise 1x1 without activation.
 
-    Children: ``depthwise`` and ``project`` (:class:`ConvNormAct`), ``se``.
+    Children: ``depthwise`` and ``project`` (:class:`ConvNormAct`), ``se``. ``se_style`` sizes and
+    gates the SE (default: MnasNet's, ``se_ratio`` times ``in_chs``).
     """
 
     def __init__(
@@ -75,11 +75,12 @@ class DepthwiseSeparable(_MobileBlock):
         skip: bool = True,
         drop_path: float = 0.0,
         dilation: int = 1,
+        se_style: SqueezeExciteStyle = MNASNET_SE,
     ):
         super().__init__()
         self.depthwise = ConvNormAct(in_chs, in_chs, kernel_size, stride, dilation=dilation, groups=in_chs,
                                      norm_layer=norm_layer, act_layer=act_layer)
-        self.se = _squeeze_excite(in_chs, in_chs, se_ratio, act_layer)
+        self.se = se_style.build(in_chs, in_chs, se_ratio, act_layer)
         self.project = ConvNormAct(in_chs, out_chs, 1, norm_layer=norm_layer, act_layer=None)
         self._init_skip(in_chs, out_chs, stride, skip, drop_path)
 
@@ -91,7 +92,9 @@ class InvertedResidual(_MobileBlock):
     """1x1 expand to ``make_divisible(in_chs * expansion)`` -> depthwise kxk (strided) -> optional SE
     -> 1x1 linear projection (the linear bottleneck).
 
-    Children: ``expand``, ``depthwise``, ``project`` (:class:`ConvNormAct`), ``se``.
+    Children: ``expand``, ``depthwise``, ``project`` (:class:`ConvNormAct`), ``se``; each a module of
+    its own, so a detector can read the expanded map ``expand`` gives (SSDLite's C4 on MobileNetV3).
+    ``se_style`` sizes and gates the SE (default: MnasNet's, ``se_ratio`` times ``in_chs``).
     """
 
     def __init__(
@@ -107,13 +110,14 @@ class InvertedResidual(_MobileBlock):
         skip: bool = True,
         drop_path: float = 0.0,
         dilation: int = 1,
+        se_style: SqueezeExciteStyle = MNASNET_SE,
     ):
         super().__init__()
         mid_chs = make_divisible(in_chs * expansion, 8)
         self.expand = ConvNormAct(in_chs, mid_chs, 1, norm_layer=norm_layer, act_layer=act_layer)
         self.depthwise = ConvNormAct(mid_chs, mid_chs, kernel_size, stride, dilation=dilation, groups=mid_chs,
                                      norm_layer=norm_layer, act_layer=act_layer)
-        self.se = _squeeze_excite(mid_chs, in_chs, se_ratio, act_layer)
+        self.se = se_style.build(mid_chs, in_chs, se_ratio, act_layer)
         self.project = ConvNormAct(mid_chs, out_chs, 1, norm_layer=norm_layer, act_layer=None)
         self._init_skip(in_chs, out_chs, stride, skip, drop_path)
 

@@ -1,9 +1,11 @@
 """From block strings to modules: compound scaling of a stage list and the stage builder.
 
-Mobile networks (MobileNetV2, EfficientNet) are written as stage lists in the block-string
-notation of :mod:`archzoo.blockstring`. :func:`scale_stages` applies a width and a depth
-multiplier (the compound scaling of Tan & Le 2019, arXiv:1905.11946), and :func:`build_stages`
-turns the specs into :class:`DepthwiseSeparable` / :class:`InvertedResidual` blocks.
+Mobile networks (MobileNetV2, EfficientNet, MobileNetV3) are written as stage lists in the
+block-string notation of :mod:`archzoo.blockstring`. :func:`scale_stages` applies a width and a
+depth multiplier (the compound scaling of Tan & Le 2019, arXiv:1905.11946), and
+:func:`build_stages` turns the specs into :class:`DepthwiseSeparable` / :class:`InvertedResidual`
+blocks, with the network's squeeze-excitation style (MobileNetV3's hard-sigmoid SE, Howard et al.
+2019, arXiv:1905.02244).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from ..features import feature
 from .conv import ActLayer, make_divisible
 from .dilation import OutputStride
 from .drop import linear_drop_path
-from .inverted_residual import DepthwiseSeparable, InvertedResidual, NormLayer
+from .inverted_residual import MNASNET_SE, DepthwiseSeparable, InvertedResidual, NormLayer
+from .squeeze_excite import SqueezeExciteStyle
 
 
 def round_channels(chs: int, width_mult: float = 1.0, divisor: int = 8) -> int:
@@ -54,11 +57,12 @@ def make_block(
     norm_layer: NormLayer = nn.BatchNorm2d,
     drop_path: float = 0.0,
     dilation: int = 1,
+    se_style: SqueezeExciteStyle = MNASNET_SE,
 ) -> nn.Module:
     """One block of ``spec`` (one repeat) reading ``in_chs`` channels at ``stride``."""
     act = ACTIVATIONS[spec.act] if spec.act else act_layer
     common = dict(kernel_size=spec.kernel, stride=stride, se_ratio=spec.se_ratio, act_layer=act,
-                  norm_layer=norm_layer, skip=spec.skip, drop_path=drop_path, dilation=dilation)
+                  norm_layer=norm_layer, skip=spec.skip, drop_path=drop_path, dilation=dilation, se_style=se_style)
     if spec.block == "ds":
         return DepthwiseSeparable(in_chs, spec.out_chs, **common)
     if spec.block == "ir":
@@ -74,6 +78,8 @@ def build_stages(
     drop_path_rate: float = 0.0,
     in_stride: int = 1,
     output_stride: int | None = None,
+    se_style: SqueezeExciteStyle = MNASNET_SE,
+    dilate_strided: bool = False,
 ) -> tuple[nn.Sequential, list[dict]]:
     """``nn.Sequential`` of stages (each an ``nn.Sequential`` of blocks) and, per stage, its
     output ``channels``, ``stride`` (the true reduction, ``in_stride`` times the strides so far)
@@ -82,7 +88,9 @@ def build_stages(
     Block ``i`` of ``n`` gets stochastic depth ``drop_path_rate * i / n`` (the EfficientNet rule of
     torchvision and timm, :func:`~archzoo.layers.linear_drop_path` with ``endpoint=False``; only
     blocks with a shortcut use it). ``output_stride`` dilates the blocks past that reduction
-    instead of striding (:class:`~archzoo.layers.dilation.OutputStride`).
+    instead of striding (:class:`~archzoo.layers.dilation.OutputStride`); the block that gives up
+    its stride keeps the previous dilation, unless ``dilate_strided`` (torchvision's MobileNetV3
+    ``dilated=True``: that block dilates already). ``se_style`` sizes and gates every block's SE.
     """
     total = sum(spec.repeats for stage in stages for spec in stage)
     index, strides = 0, OutputStride(output_stride, in_stride)
@@ -91,9 +99,13 @@ def build_stages(
         blocks = []
         for spec in stage:
             for r in range(spec.repeats):
-                s, d = strides(spec.stride if r == 0 else 1)
+                wanted = spec.stride if r == 0 else 1
+                s, d = strides(wanted)
+                if dilate_strided and s < wanted:
+                    d = strides.dilation
                 drop_path = linear_drop_path(drop_path_rate, index, total, endpoint=False)
-                blocks.append(make_block(spec, in_chs, s, act_layer, norm_layer, drop_path, dilation=d))
+                blocks.append(make_block(spec, in_chs, s, act_layer, norm_layer, drop_path, dilation=d,
+                                         se_style=se_style))
                 in_chs = spec.out_chs
                 index += 1
         modules.append(nn.Sequential(*blocks))

@@ -22,7 +22,7 @@ from typing import Callable
 
 import torch
 
-SOURCES = ("torchvision", "timm")
+SOURCES = ("torchvision", "timm", "effdet")
 BN = r"(weight|bias|running_mean|running_var|num_batches_tracked)"  # a batch norm's tensors, as a regex group
 StateDict = dict[str, torch.Tensor]
 
@@ -85,17 +85,23 @@ def register_converter(
 
 
 def build_reference(reference: str) -> torch.nn.Module:
-    """The reference implementation a card names (``"torchvision:NAME"`` or ``"timm:NAME"``),
-    with random weights: nothing is downloaded. timm is only needed for timm references."""
+    """The reference implementation a card names (``"torchvision:NAME"``, ``"timm:NAME"`` or ``"effdet:NAME"``),
+    with random weights: nothing is downloaded. timm and effdet are only needed (test dependencies) for their references."""
     source, name = reference.split(":", 1)
     if source == "torchvision":
         import torchvision
 
+        if name in torchvision.models.list_models(torchvision.models.detection):  # no backbone download either
+            return torchvision.models.get_model(name, weights=None, weights_backbone=None)
         return torchvision.models.get_model(name, weights=None)
     if source == "timm":
         import timm
 
         return timm.create_model(name, pretrained=False)
+    if source == "effdet":
+        import effdet
+
+        return effdet.create_model(name, pretrained=False, pretrained_backbone=False)
     raise ValueError(f"unknown reference source {source!r}")
 
 
