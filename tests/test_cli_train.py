@@ -224,7 +224,7 @@ def test_torchrun_two_processes(tmp_path):
 def test_demo_reaches_the_accuracy_the_readme_claims(tmp_path, capsys):
     """The whole demo, as ``archzoo demo`` runs it (10 epochs of batches of 32; README: 98.6%
     validation, 99.2% test accuracy). Measured here: 98.60% validation (141 of 143), 99.16% test
-    (356 of 359); the earlier recipe (20 epochs of 64) gave 99.30% / 99.16% in twice the time. The
+    (356 of 359), 83 s in all; the earlier recipe (20 epochs of 64) gave 99.30% / 99.16% in ~91 s. The
     floor of 97% leaves room for other CPUs' arithmetic, not for a broken recipe.
 
     CI runs the README's ``archzoo demo`` as a step before the tests and names its folder and

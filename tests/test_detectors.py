@@ -21,8 +21,8 @@ from detection_helpers import coco_map, detect_all, recalibrate_norms, shapes_de
 
 # each detector small enough for CI: a light backbone and 64-128 px inputs (the shapes are 64 px)
 SMALL = {
-    "retinanet_resnet50_fpn": dict(backbone="mobilenet_v2_035", image_size=128, fpn_channels=64),
-    "fcos_resnet50_fpn": dict(backbone="mobilenet_v2_035", image_size=128, fpn_channels=64),
+    "retinanet_resnet50_fpn": dict(backbone="mobilenet_v2_035", image_size=96, fpn_channels=64),
+    "fcos_resnet50_fpn": dict(backbone="mobilenet_v2_035", image_size=96, fpn_channels=64),
     "ssd300_vgg16": dict(backbone="mobilenet_v2_035", image_size=272),
     "ssdlite320_mobilenet_v2": dict(backbone="mobilenet_v2_035", image_size=96),
     "ssdlite320_mobilenet_v3_large": dict(backbone="mobilenet_v3_small", image_size=96),
@@ -40,12 +40,12 @@ TRAINED = [n for n in DETECTORS if n in SMALL]
 # loss and decoding; its extra layers need >= 268 px, too slow here); YOLOv8-s is YOLOv8-n wider.
 FITTED = [n for n in TRAINED if n not in ("ssd300_vgg16", "yolov8s")]
 
-# Fitting 8 images (1-2 objects of 2 classes) with AdamW: the AP@0.5 on those same images
+# Fitting 4 images (1-2 objects of 2 classes) with AdamW: the AP@0.5 on those same images
 # after STEPS steps (measured, one thread; untrained detectors score ~0.0). The floor is well
 # below each measurement and far above chance: a broken loss, assignment or decoding fails it.
 STEPS, LR = 40, 3e-3
-FLOORS = {  # where a detector fits slower; measured: RetinaNet 0.24, YOLO v1 0.13 (the others pass 0.3)
-    "retinanet_resnet50_fpn": 0.12, "yolov1_resnet18": 0.06}
+FLOORS = {  # where a detector fits slower; measured: RetinaNet 0.29, YOLO v1 0.22 (the others pass 0.3)
+    "retinanet_resnet50_fpn": 0.14, "yolov1_resnet18": 0.10}
 
 
 def test_every_detector_has_a_small_configuration():
@@ -96,12 +96,12 @@ def test_detector_contract_and_round_trip(name, tmp_path):
 
 @pytest.mark.parametrize("name", FITTED)
 def test_detector_fits_a_few_shapes_images(name):
-    images, targets = shapes_detection(8, size=64, subset="train", objects=(1, 2), classes=2)
+    images, targets = shapes_detection(4, size=64, subset="train", objects=(1, 2), classes=2)
     model = _small(name)
     torch.set_num_threads(1)
     start = time.perf_counter()
     untrained = coco_map(detect_all(model, images), targets, num_classes=2)
-    losses = train_briefly(model, images, targets, steps=STEPS, batch=8, lr=LR)
+    losses = train_briefly(model, images, targets, steps=STEPS, batch=4, lr=LR)
     recalibrate_norms(model, images, targets)
     ap50 = coco_map(detect_all(model, images), targets, num_classes=2)
     print(f"{name}: loss {losses[0]:.3f} -> {sum(losses[-5:]) / 5:.3f}, AP@0.5 {untrained:.3f} -> {ap50:.3f}, "

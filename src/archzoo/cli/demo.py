@@ -14,7 +14,8 @@ import time
 
 # The demo recipe: 10 epochs of SGD with Nesterov momentum in batches of 32, one warm-up epoch,
 # cosine decay; random 2-pixel shifts but no flips (a mirrored digit is another symbol). Batches
-# of 32 take twice the steps per epoch of 64: 10 epochs reach what 20 epochs of 64 did, in half the time.
+# of 32 take twice the steps per epoch of 64: 10 epochs reach the test accuracy 20 epochs of 64 did
+# (99.16%), a little faster (83 s against ~91 s on one core; small batches cost more per image).
 RECIPE = dict(epochs=10, batch_size=32, lr=0.1, warmup_epochs=1, sched="cosine", pad=2, flip=False, seed=0)
 IMAGE_SIZE = 16
 
