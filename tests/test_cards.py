@@ -46,11 +46,14 @@ def test_heads_are_the_layers_whose_width_is_the_class_count(name):
     model = _on_meta(name, num_classes=7)
     present = [h for h in card.heads if any(k.startswith(h + ".") for k in model.state_dict())]
     assert present and present[0] == card.heads[0]  # the main classifier is always built
-    for h in present:  # one output per class; a detector's per (anchor, class), maybe with a background logit
-        width = next(t for t in model.get_submodule(h).state_dict().values()).shape[0]
-        assert width == 7 or (card.task == "detection" and (width % 7 == 0 or width % 8 == 0)), h
-    # no other tensor depends on the class count
     other = _on_meta(name, num_classes=9).state_dict()
+    for h in present:  # C outputs; a detector's A * C or A * (C + 1) (per anchor, maybe a background logit)
+        w7 = next(t for t in model.get_submodule(h).state_dict().values()).shape[0]
+        w9 = next(v for k, v in other.items() if k.startswith(h + ".")).shape[0]
+        per_anchor, rest = divmod(w9 - w7, 2)
+        assert rest == 0 and per_anchor >= 1 and w7 in (7 * per_anchor, 8 * per_anchor), (h, w7, w9)
+        assert (per_anchor, w7) == (1, 7) or card.task == "detection", h
+    # no other tensor depends on the class count
     changed = {k.rsplit(".", 1)[0] for k, v in model.state_dict().items() if v.shape != other[k].shape}
     assert changed == set(present)
 

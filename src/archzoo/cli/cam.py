@@ -67,17 +67,6 @@ def class_index(text: str | None, names: list[str]) -> int | None:
     return k
 
 
-def _out_names(files: list[str], method: str) -> list[str]:
-    """``<stem>.<method>.png`` per file, numbered where two files share a stem."""
-    seen: dict[str, int] = {}
-    names = []
-    for f in files:
-        stem = Path(f).stem
-        seen[stem] = seen.get(stem, 0) + 1
-        names.append(f"{stem}.{method}.png" if seen[stem] == 1 else f"{stem}-{seen[stem]}.{method}.png")
-    return names
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -86,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from ..explain import NotLinearHeadError, explain_method
     from ..explain.render import save_grid, save_overlay, to_display
     from ..explain.state import inspection_mode
-    from .common import checkpoint_input, print_json, print_table
+    from .common import checkpoint_input, output_names, print_json, print_table
 
     from ..validate import check_input_files, check_writable_dir, resolve_device, shown
 
@@ -113,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     pictures = [to_display(xi, mean, std) for xi in x.cpu()]
     results, titles = [], []
-    for i, (f, file_name) in enumerate(zip(args.images, _out_names(args.images, method))):
+    for i, (f, file_name) in enumerate(zip(args.images, output_names(args.images, f".{method}.png"))):
         pred = int(probs[i].argmax())
         k = pred if target is None else target
         title = f"{meta.get('model')} {method}: {names[k]} ({probs[i, k]:.1%})"

@@ -51,3 +51,17 @@ def checkpoint_input(model, meta: dict) -> tuple[int, int, list[float], list[flo
     if len(mean) != c or len(std) != c:  # a card's RGB statistics stored for a grey model
         mean, std = [sum(mean) / len(mean)] * c, [sum(std) / len(std)] * c
     return c, size, mean, std
+
+
+def output_names(files: list[str], suffix: str = ".png") -> list[str]:
+    """``<stem><suffix>`` for each input file; stems that repeat get ``-2``, ``-3`` ... so that no
+    output overwrites another."""
+    from pathlib import Path
+
+    seen: dict[str, int] = {}
+    names = []
+    for f in files:
+        stem = Path(f).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(f"{stem}{suffix}" if seen[stem] == 1 else f"{stem}-{seen[stem]}{suffix}")
+    return names

@@ -49,7 +49,7 @@ def predict_files(model, meta: dict, files: list[str], topk: int | None = None, 
     from ..data.folder import ImageDecoder
     from ..engine.evaluate import model_task
     from ..validate import UserError, check_input_files, check_option, check_writable_dir, resolve_device, shown
-    from .common import checkpoint_input
+    from .common import checkpoint_input, output_names
 
     check_option("topk", topk)
     check_option("score_threshold", score_threshold)
@@ -67,7 +67,7 @@ def predict_files(model, meta: dict, files: list[str], topk: int | None = None, 
         out.mkdir(parents=True, exist_ok=True)
     tf, decode = task.input_transform(size, mean, std, c), ImageDecoder(c)
     model = model.to(device).eval()
-    results, pictures = [], _picture_names(files)
+    results, pictures = [], output_names(files)
     for f, picture in zip(files, pictures):
         image = decode(f)
         x = tf(image)[None].to(device)
@@ -85,19 +85,6 @@ def predict_files(model, meta: dict, files: list[str], topk: int | None = None, 
                                                      out / picture))
         results.append(entry)
     return results
-
-
-def _picture_names(files: list[str]) -> list[str]:
-    """``<stem>.png`` for each file; stems that repeat get ``-2``, ``-3`` ... so none overwrites another."""
-    from pathlib import Path
-
-    seen: dict[str, int] = {}
-    names = []
-    for f in files:
-        stem = Path(f).stem
-        seen[stem] = seen.get(stem, 0) + 1
-        names.append(f"{stem}.png" if seen[stem] == 1 else f"{stem}-{seen[stem]}.png")
-    return names
 
 
 def run(args: argparse.Namespace) -> int:
