@@ -32,10 +32,30 @@ from archzoo.weights import build_reference  # noqa: E402
 DEFAULT = ["alexnet", "vgg16", "googlenet", "resnet50", "densenet121", "squeezenet1_1", "mobilenet_v2", "efficientnet_b0"]
 
 
-def _time(model, x) -> float:
+def _time(fn) -> float:
     t0 = time.perf_counter()
-    model(x)
+    fn()
     return (time.perf_counter() - t0) * 1000
+
+
+def median_ms(fn, rounds: int, warmup: int) -> float:
+    """Median milliseconds of ``fn()`` over ``rounds`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    return statistics.median(_time(fn) for _ in range(rounds))
+
+
+def alternate(ours, ref, rounds: int, warmup: int) -> tuple[float, float]:
+    """Median milliseconds of the calls ``ours()`` and ``ref()``, ``rounds`` times each after
+    ``warmup`` calls, alternating which goes first so neither always runs on a warmer cache."""
+    for _ in range(warmup):
+        ours(), ref()
+    t_ours, t_ref = [], []
+    for i in range(rounds):
+        first, second = ((ref, t_ref), (ours, t_ours)) if i % 2 else ((ours, t_ours), (ref, t_ref))
+        first[1].append(_time(first[0]))
+        second[1].append(_time(second[0]))
+    return statistics.median(t_ours), statistics.median(t_ref)
 
 
 def measure(name: str, batch: int, rounds: int, warmup: int) -> dict:
@@ -49,17 +69,7 @@ def measure(name: str, batch: int, rounds: int, warmup: int) -> dict:
     x = torch.randn(batch, *card.input_size, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         diff = (ours(x) - ref(x)).abs().max().item()
-        for _ in range(warmup):
-            ours(x), ref(x)
-        t_ours, t_ref = [], []
-        for i in range(rounds):  # alternate which goes first, so neither always runs on a warmer cache
-            if i % 2:
-                t_ref.append(_time(ref, x))
-                t_ours.append(_time(ours, x))
-            else:
-                t_ours.append(_time(ours, x))
-                t_ref.append(_time(ref, x))
-    a, b = statistics.median(t_ours), statistics.median(t_ref)
+        a, b = alternate(lambda: ours(x), lambda: ref(x), rounds, warmup)
     return {"model": name, "reference": card.reference, "batch": batch, "ours_ms": round(a, 2),
             "reference_ms": round(b, 2), "ratio": round(a / b, 3), "max_abs_diff": diff}
 

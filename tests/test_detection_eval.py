@@ -211,3 +211,50 @@ def test_train_eval_predict_end_to_end(tmp_path, capsys):
     assert (tmp_path / "drawn" / f"{images[0].stem}.png").is_file()
     rc, _, err = run_cli(["predict", ckpt, images[0], "--score-threshold", "2"], capsys)
     assert rc == 2 and "score-threshold" in err
+
+
+# ---------------------------------------------------------------- archzoo cam on a detector (issue 15)
+
+
+def test_cam_on_a_detector_is_eigencam_of_its_backbone_with_the_boxes(tmp_path, capsys):
+    """Eigen-CAM (gradient-free) of a random YOLOv8-n's deepest backbone map lights the one object
+    of a plain picture; ``archzoo cam`` picks it for a detector, draws the detections over the map
+    at the image's own size, and refuses a gradient method and ``--class`` with the reason."""
+    import torch.nn.functional as F
+
+    import archzoo
+    from archzoo.explain import detection_cam, explain, first_component
+
+    torch.manual_seed(0)
+    model = archzoo.create_model("yolov8n", num_classes=2, image_size=128).eval()
+    x = torch.full((1, 3, 128, 128), 0.2)
+    x[..., 70:110, 20:60] = 0.9
+    inside = torch.zeros(128, 128, dtype=torch.bool)
+    inside[70:110, 20:60] = True
+    found = detection_cam(model, x)
+    assert found.layer == "backbone" and found.maps.shape == (1, 128, 128) and set(found.detections[0]) >= {"boxes"}
+    heat = found.maps[0]
+    assert heat[inside].mean() > 2 * heat[~inside].mean()
+    with torch.no_grad():  # by hand: the first principal component of the deepest map, rectified, upsampled
+        hand = first_component(model.backbone(x)[-1]).relu()
+    hand = F.interpolate(hand[:, None], size=(128, 128), mode="bilinear", align_corners=False)[0, 0]
+    torch.testing.assert_close(heat, hand / hand.max(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(explain(model, x, "auto"), found.maps)  # the API picks Eigen-CAM too
+
+    ckpt = tmp_path / "det.safetensors"
+    archzoo.save_model(model, ckpt, class_names=["a", "b"], input_size=[3, 128, 128])
+    picture = np.full((150, 200, 3), 50, np.uint8)
+    picture[80:130, 30:90] = 230
+    Image.fromarray(picture).save(tmp_path / "obj.png")
+    rc, out, err = run_cli(["cam", ckpt, tmp_path / "obj.png", "--out", tmp_path / "maps", "--score-threshold", "0.01",
+                            "--json", "--device", "cpu"], capsys)
+    assert rc == 0, err
+    r = json.loads(out)
+    assert r["method"] == "eigencam" and r["layer"] == "backbone"
+    (entry,) = r["images"]
+    assert entry["detections"] and all(0 <= v <= 200 for d in entry["detections"] for v in d["box"])
+    drawn = np.asarray(Image.open(entry["overlay"]))
+    assert drawn.shape == (150, 200, 3) and not np.array_equal(drawn, picture)
+    for extra, needle in ((["--method", "gradcam"], "eigencam"), (["--class", "a"], "class-agnostic")):
+        rc, _, err = run_cli(["cam", ckpt, tmp_path / "obj.png", "--out", tmp_path / "maps", *extra], capsys)
+        assert rc == 2 and needle in err

@@ -295,7 +295,8 @@ def test_eval_and_predict_dispatch_on_the_models_task(objects):
     task = model_task(model, ["background", "object"])
     assert isinstance(task, SegmentationTask) and task.num_classes == 2
     m = evaluate_model(model, val, input_size=32, mean=[0.5] * 3, std=[0.25] * 3, device="cpu")
-    assert set(task.eval_result(m)) == {"miou", "pixel_accuracy", "loss", "count", "per_class_iou", "confusion"}
+    assert set(task.eval_result(m)) == {"miou", "pixel_accuracy", "dice", "pixel_error", "loss", "count", "per_class_iou",
+                                        "per_class_dice", "confusion"}
     (title, columns, rows), per_class = task.eval_tables(m)
     assert rows[0][0] == "mean IoU" and per_class[2][0][0] == "background"
     image = val.images[0]

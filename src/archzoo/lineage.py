@@ -3,7 +3,8 @@
 For every trick: the paper that introduced it, the first model in the zoo that used it, and every
 later model that reuses it. For every model: what it added over the models before it (tricks no
 earlier model used) and what it inherited (and from whom). "Earlier" means an earlier year; models
-of the same year are contemporaries and do not inherit from each other.
+of the same year are contemporaries and do not inherit from each other, except that where some of
+them come from the trick's own paper (its arXiv id), those introduce it and the others inherit it.
 
 Reference ports sometimes give an old network a newer idea (torchvision's GoogLeNet and the
 ``vgg*_bn`` variants have batch norm, which appeared in 2015). Such a use, by a model older than
@@ -15,11 +16,16 @@ Everything here is derived from the model cards and :mod:`archzoo.tricks`; nothi
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 
 from .registry import list_models, model_card
 from .tricks import get_trick
+
+
+def _arxiv_ids(text: str) -> set[str]:
+    return set(re.findall(r"arXiv:(\d{4}\.\d{4,5})", text))
 
 
 @dataclass(frozen=True)
@@ -57,29 +63,36 @@ def lineage(task: str | None = None) -> dict:
         trick = get_trick(t)
         native = [c for c in using if c.year >= trick.year] or using
         first_year = native[0].year
+        # among contemporaries, the models of the trick's own paper introduce it, where the zoo has them
+        # (a 2017 segmenter on a 2017 backbone inherits the backbone's idea rather than sharing its credit)
+        origin = _arxiv_ids(trick.paper)
+        introducers = [c for c in native if c.year == first_year]
+        introducers = [c for c in introducers if origin & _arxiv_ids(c.paper)] or introducers
         tricks.append({
             "trick": t,
             "definition": trick.definition,
             "origin_paper": trick.paper,
             "origin_year": trick.year,
-            "first_in_zoo": [c.name for c in native if c.year == first_year],
-            "first_family": native[0].family,
+            "first_in_zoo": [c.name for c in introducers],
+            "first_family": introducers[0].family,
             "first_year": first_year,
-            "reused_by": [c.name for c in using if c.year > first_year],
+            "reused_by": [c.name for c in using if c.year >= first_year and c not in introducers],
             "retrofitted_in": [c.name for c in using if c.year < first_year],
         })
     tricks.sort(key=lambda r: (r["first_year"], r["origin_year"], r["trick"]))
     first = {r["trick"]: r for r in tricks}
 
-    def split(year: int, used: tuple[str, ...]) -> dict:
+    def split(year: int, used: tuple[str, ...], names) -> dict:
+        added = [t for t in used if first[t]["first_year"] == year and set(names) & set(first[t]["first_in_zoo"])]
         return {
-            "added": [t for t in used if first[t]["first_year"] == year],
-            "inherited": {t: first[t]["first_family"] for t in used if first[t]["first_year"] < year},
+            "added": added,
+            "inherited": {t: first[t]["first_family"] for t in used
+                          if first[t]["first_year"] <= year and t not in added},
             "retrofitted": [t for t in used if first[t]["first_year"] > year],
         }
 
-    models = [{"model": c.name, "family": c.family, "year": c.year, **split(c.year, c.tricks)} for c in cards]
-    fams = [{"family": n.family, "year": n.year, "models": list(n.models), **split(n.year, n.tricks)}
+    models = [{"model": c.name, "family": c.family, "year": c.year, **split(c.year, c.tricks, [c.name])} for c in cards]
+    fams = [{"family": n.family, "year": n.year, "models": list(n.models), **split(n.year, n.tricks, n.models)}
             for n in families(task)]
     return {"tricks": tricks, "models": models, "families": fams}
 

@@ -192,10 +192,12 @@ def family_card(**common) -> Callable[..., ModelCard]:
 
 
 def _ensure_loaded() -> None:
-    # importing archzoo.models registers every classifier family, archzoo.detection every detector
-    from . import detection, models  # noqa: F401
+    # importing archzoo.models registers every classifier family, archzoo.detection every detector,
+    # archzoo.segmentation every segmenter
+    from . import detection, models, segmentation  # noqa: F401
 
     detection._register_detectors()
+    segmentation._register_segmenters()
 
 
 def get_entry(name: str) -> ModelEntry:

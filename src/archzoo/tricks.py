@@ -190,3 +190,31 @@ _add("task_aligned_assignment", "Pick positives by a score combining classificat
      "Feng et al., TOOD: Task-aligned One-stage Object Detection, arXiv:2108.07755", 2021)
 _add("distribution_focal_loss", "Predict each box side as a discrete distribution over distances, trained to concentrate on the two bins around the target.",
      "Li et al., Generalized Focal Loss, arXiv:2006.04388", 2020)
+
+# --- semantic segmentation (U-Net, DeepLab, LR-ASPP) ---------------------------------------------
+_add("encoder_decoder_skips", "Mirror the downsampling encoder with an upsampling decoder and feed each decoder level the encoder's map of the same resolution (concatenated): context from the deep path, localisation from the skips.",
+     "Ronneberger, Fischer & Brox, U-Net, arXiv:1505.04597", 2015)
+_add("crop_and_concatenate", "With unpadded convolutions the encoder's map is larger than the upsampled one: centre-crop it to that size before concatenating.",
+     "Ronneberger, Fischer & Brox, U-Net, arXiv:1505.04597", 2015)
+_add("overlap_tile", "Segment an image of any size with a net of valid (unpadded) convolutions: mirror the border by the lost margin and cut input tiles whose valid outputs tile the image.",
+     "Ronneberger, Fischer & Brox, U-Net, arXiv:1505.04597", 2015)
+_add("atrous_separable_convolution", "Make the atrous convolutions of ASPP and the decoder depthwise-separable (a dilated depthwise kxk, then a pointwise 1x1): the same field of view for a fraction of the cost.",
+     "Chen et al., Encoder-Decoder with Atrous Separable Convolution (DeepLabV3+), arXiv:1802.02611", 2018)
+_add("fully_convolutional", "Replace fully-connected layers by convolutions so the net maps any image size to a map of per-pixel class scores, upsampled to the input.",
+     "Long et al., Fully Convolutional Networks for Semantic Segmentation, arXiv:1411.4038", 2014)
+_add("atrous_spatial_pyramid_pooling", "Run parallel atrous convolutions with several rates on one map and fuse them: context at several scales without pooling.",
+     "Chen et al., DeepLab: Semantic Image Segmentation with Deep Convolutional Nets, Atrous Convolution, and Fully Connected CRFs, arXiv:1606.00915", 2016)
+_add("image_pooling", "Add a branch that pools the whole map to one vector and broadcasts it back, so every position sees image-level context.",
+     "Liu et al., ParseNet: Looking Wider to See Better, arXiv:1506.04579", 2015)
+_add("lite_reduced_aspp", "Lite R-ASPP: a 1x1 conv branch gated per channel by a pooled sigmoid branch, classified and added to a classifier of a finer map.",
+     "Howard et al., Searching for MobileNetV3, arXiv:1905.02244", 2019)
+
+# --- semantic segmentation (FCN, SegNet, FC-DenseNet) ----------------------------------------------
+_add("bilinear_deconvolution", "Upsample class scores inside the net with a transposed convolution (stride f, kernel 2f) initialised to bilinear interpolation and learned end to end.",
+     "Long et al., Fully Convolutional Networks for Semantic Segmentation, arXiv:1411.4038", 2014)
+_add("skip_fusion", "Score shallower, finer layers too (1x1 convs, zero-initialised) and add them to the upsampled deep scores: coarse semantics refined by fine location (FCN-16s/8s).",
+     "Long et al., Fully Convolutional Networks for Semantic Segmentation, arXiv:1411.4038", 2014)
+_add("pooling_indices_unpooling", "Remember where each max-pooling window's maximum was and upsample in the mirrored decoder by putting each value back there (zeros elsewhere): sharp boundaries, no learned upsampling, no stored encoder maps.",
+     "Badrinarayanan et al., SegNet, arXiv:1511.00561 (the 'switches' of Zeiler & Fergus, arXiv:1311.2901)", 2015)
+_add("dense_upsampling_path", "In the upsampling path of a fully convolutional DenseNet, upsample (transposed conv) only the maps the last dense block created, not its input, so widths stay bounded at full resolution.",
+     "Jegou et al., The One Hundred Layers Tiramisu (FC-DenseNet), arXiv:1611.09326", 2016)

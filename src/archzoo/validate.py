@@ -84,7 +84,7 @@ RANGES: dict[str, Range] = {
     "num_classes": _i(0, optional=True), "in_chans": _i(1, optional=True),
     # other commands
     "held_out": _f(0, 1, lo_open=True, hi_open=True, optional=True), "topk": _i(1, optional=True), "threads": _i(1, 1024),
-    "score_threshold": _f(0, 1, optional=True),
+    "score_threshold": _f(0, 1, optional=True), "tile": _i(1, 16384, optional=True),
     "repeats": _i(1),
 }
 

@@ -1,4 +1,4 @@
-"""``archzoo eval CKPT --data DATA``: accuracy of a saved classifier on a labelled dataset.
+"""``archzoo eval CKPT --data DATA``: how well a saved classifier, detector or segmenter does on labelled data.
 
     archzoo eval runs/c10/best.safetensors --data path/to/test --json
     archzoo eval resnet20.cifar10 --data /data/cifar-10-batches-py
@@ -16,6 +16,14 @@ A detector is scored on a detection set (``shapes-det``, Pascal VOC, COCO JSON, 
 ``archzoo.data``) by pycocotools: ``map`` (AP at IoU 0.5:0.95), ``map50``, ``map75``,
 ``per_class`` (``{class: {"map", "map50"}}``) and ``count``; difficult (VOC) and crowd (COCO)
 objects are ignored. ``data_description`` says which format was read and what it holds.
+
+A segmenter is scored on a segmentation set (``shapes-seg``, image/mask folders ``masks:DIR``,
+Pascal VOC ``vocseg:DIR``, COCO ``cocoseg:FILE``; see ``archzoo.data``; mask values mapped to
+classes as the checkpoint's run mapped them) from the pixel confusion matrix, pixels marked 255
+not counted: ``miou`` (mean IoU over the classes present in the truth or the prediction),
+``pixel_accuracy``, ``dice`` (mean Dice, ``2 TP / (2 TP + FP + FN)``), ``pixel_error`` (1 -
+pixel accuracy), ``per_class_iou`` and ``per_class_dice``, ``loss``, ``count`` (images) and, for
+up to 100 classes, ``confusion`` (pixels; rows: true class).
 """
 
 from __future__ import annotations
@@ -31,8 +39,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("eval", help="evaluate a checkpoint on a labelled dataset",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="a .safetensors checkpoint, or <model>.<tag> of shipped weights")
-    p.add_argument("--data", required=True, help="digits | shapes | shapes-det | an ImageFolder tree | CIFAR batches | "
-                                                 "MNIST IDX | Pascal VOC, COCO JSON or YOLO txt (force: voc:DIR ...)")
+    p.add_argument("--data", required=True, help="digits | shapes | shapes-det | shapes-seg | an ImageFolder tree | "
+                                                 "CIFAR batches | MNIST IDX | Pascal VOC, COCO JSON or YOLO txt (force: "
+                                                 "voc:DIR ...) | masks:DIR, vocseg:DIR, cocoseg:FILE")
     p.add_argument("--subset", help="the split to read where the data has several (default: test; a plain tree: itself)")
     p.add_argument("--held-out", type=T("held_out"), metavar="F",
                    help="score the validation part of DATA split off as by `train --val-split F`")
@@ -66,9 +75,11 @@ def default_subset(spec: str) -> str:
 
 
 def load_eval_data(spec: str, meta: dict, subset: str | None, skip_bad: bool, held_out: float | None = None,
-                   seed: int = 0):
+                   seed: int = 0, task: str | None = None):
     """``(dataset to score, skipped files, description)``, decoded the way the checkpoint's run
-    decoded its data; with ``held_out``, the validation part of the seeded split."""
+    decoded its data (for the model's ``task``; a segmentation set's mask values mapped to classes
+    by the checkpoint's ``class_map`` where it has one); with ``held_out``, the validation part of
+    the seeded split."""
     from ..data import BUILTIN, load_dataset
 
     size = meta.get("input_size", [None, None, None])[-1]
@@ -78,9 +89,10 @@ def load_eval_data(spec: str, meta: dict, subset: str | None, skip_bad: bool, he
         if not 0.0 < held_out < 1.0:
             raise ValueError(f"--held-out must be a fraction between 0 and 1, got {held_out}")
         splits = load_dataset(spec, val_split=held_out, seed=seed, subset=subset or "train", skip_bad=skip_bad,
-                              image_size=image_size)
+                              image_size=image_size, task=task, class_map=meta.get("class_map"))
         return splits.val, splits.bad_files, splits.description
-    splits = load_dataset(spec, val_split=0.0, subset=subset or default_subset(spec), skip_bad=skip_bad, image_size=image_size)
+    splits = load_dataset(spec, val_split=0.0, subset=subset or default_subset(spec), skip_bad=skip_bad,
+                          image_size=image_size, task=task, class_map=meta.get("class_map"))
     return splits.train, splits.bad_files, splits.description
 
 
@@ -94,10 +106,11 @@ def run(args: argparse.Namespace) -> int:
     if args.confusion:
         check_writable_file(args.confusion, "--confusion")
     model, meta = load_model(args.checkpoint, need_head=True)
-    data, bad_files, description = load_eval_data(args.data, meta, args.subset, args.skip_bad, args.held_out, args.seed)
-    _, size, mean, std = checkpoint_input(model, meta)
     names = meta.get("class_names") or [str(i) for i in range(model.num_classes)]
-    task = model_task(model, names)  # the card's task decides what is measured and shown
+    task = model_task(model, names)  # the card's task decides what is read, measured and shown
+    data, bad_files, description = load_eval_data(args.data, meta, args.subset, args.skip_bad, args.held_out, args.seed,
+                                                  task.name)
+    _, size, mean, std = checkpoint_input(model, meta)
     m = evaluate_model(model, data, input_size=size, mean=mean, std=std, class_names=meta.get("class_names"),
                        batch_size=args.batch_size, device=args.device, workers=args.workers, task=task)
     if args.confusion:

@@ -1,4 +1,4 @@
-"""``archzoo predict CKPT IMAGE...``: the most likely classes of each image, or a detector's boxes.
+"""``archzoo predict CKPT IMAGE...``: the most likely classes of each image, a detector's boxes, or a segmenter's masks.
 
     archzoo predict runs/c10/best.safetensors cat.jpg dog.png --topk 3
     archzoo predict resnet20.cifar10 img.png --json
@@ -11,6 +11,18 @@ A detector lists, per image, the detections scoring ``--score-threshold`` (defau
 at most ``--topk`` (default 100): ``--json`` prints each image's ``file`` and ``detections``
 (``label`` (class name), ``index``, ``score``, ``box`` ``[x1, y1, x2, y2]`` in the original
 image's pixels). ``--out DIR`` writes each image with its boxes drawn to ``DIR/<name>.png``.
+
+A segmenter lists, per image, the classes covering it (``top``: ``class``, ``index``, ``share``
+of its pixels, largest first; all of them unless ``--topk``). ``--out DIR`` writes
+``DIR/<name>.mask.png`` (the class of every pixel at the image's own size: 8-bit indices with
+the classes' colours as palette, as Pascal VOC's masks) and ``DIR/<name>.overlay.png`` (the image
+with every class but the background blended in its colour); ``--json`` adds their paths as
+``mask`` and ``overlay``. Images are resized to the model's input, as training and ``archzoo
+eval`` see them; with ``--tile N`` (for a model trained on crops at the images' own scale) an
+image larger than ``N`` is segmented at its own resolution by a sliding window of ``N``-pixel
+tiles, so memory stays bounded whatever the image's size.
+``--crf`` refines the masks with a fully connected CRF over the image's colours (DeepLab's
+post-processing, :mod:`archzoo.segmentation.crf`).
 """
 
 from __future__ import annotations
@@ -25,25 +37,34 @@ def register(subparsers) -> None:
     from ..validate import arg_type as T
     from ..validate import device_arg
 
-    p = subparsers.add_parser("predict", help="classify image files with a checkpoint",
+    p = subparsers.add_parser("predict", help="classify, detect or segment image files with a checkpoint",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="a .safetensors checkpoint, or <model>.<tag> of shipped weights")
     p.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
-    p.add_argument("--topk", type=T("topk"), help="classes to list per image (default 5; detections: 100)")
+    p.add_argument("--topk", type=T("topk"), help="classes to list per image (default 5; detections: 100; "
+                                                  "segmenters: every class present)")
     p.add_argument("--score-threshold", type=T("score_threshold"),
                    help=f"detectors: list and draw detections scoring at least this (default {SCORE_THRESHOLD})")
-    p.add_argument("--out", metavar="DIR", help="detectors: write each image with its boxes drawn to DIR/<name>.png")
+    p.add_argument("--out", metavar="DIR", help="detectors: write each image with its boxes drawn to DIR/<name>.png; "
+                                               "segmenters: DIR/<name>.mask.png and DIR/<name>.overlay.png")
+    p.add_argument("--tile", type=T("tile"), metavar="N", help="segmenters: segment images larger than N at "
+                                                             "their own scale by a sliding window of N-pixel tiles "
+                                                             "(default: resize to the model's input)")
+    p.add_argument("--crf", action="store_true", help="segmenters: refine the masks with a dense CRF over the image's "
+                                                      "colours (archzoo.segmentation.crf)")
     p.add_argument("--device", type=device_arg, help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
 
 def predict_files(model, meta: dict, files: list[str], topk: int | None = None, device=None, *,
-                  score_threshold: float | None = None, out=None) -> list[dict]:
-    """``[{"file", "top": [{"class", "index", "probability"}, ...]}]`` for each image file (a
-    segmenter's entries have a pixel ``share``); a detector's are ``{"file", "detections":
-    [{"label", "index", "score", "box"}]}`` (see the module doc), drawn to ``out/<name>.png``
-    when ``out`` is given. ``topk``: default 5 classes, 100 detections."""
+                  score_threshold: float | None = None, out=None, tile: int | None = None,
+                  crf: bool = False) -> list[dict]:
+    """``[{"file", "top": [{"class", "index", "probability"}, ...]}]`` for each image file; a
+    segmenter's entries have a pixel ``share`` (and with ``out``, ``mask`` and ``overlay``: the
+    PNGs written); a detector's are ``{"file", "detections": [{"label", "index", "score",
+    "box"}]}`` (see the module doc), drawn to ``out/<name>.png`` when ``out`` is given.
+    ``topk``: default 5 classes, 100 detections, every class a segmenter finds."""
     import torch
 
     from ..data.folder import ImageDecoder
@@ -53,21 +74,27 @@ def predict_files(model, meta: dict, files: list[str], topk: int | None = None, 
 
     check_option("topk", topk)
     check_option("score_threshold", score_threshold)
+    check_option("tile", tile)
     check_input_files(files)
     device = resolve_device(device, option="device")
     c, size, mean, std = checkpoint_input(model, meta)
     names = meta.get("class_names") or [str(i) for i in range(model.num_classes)]
     task = model_task(model, names)
-    detect = task.name == "detection"
-    if not detect and (out is not None or score_threshold is not None):
-        raise UserError(f"{'--out' if out is not None else '--score-threshold'} is for detectors; "
-                        f"{meta.get('model')} is a {task.name} model")
+    detect, segment = task.name == "detection", task.name == "segmentation"
+    misplaced = {"--out": (out is not None, detect or segment, "detectors and segmenters"),
+                 "--score-threshold": (score_threshold is not None, detect, "detectors"),
+                 "--tile": (tile is not None, segment, "segmenters"), "--crf": (crf, segment, "segmenters")}
+    for flag, (given, fits, kind) in misplaced.items():
+        if given and not fits:
+            raise UserError(f"{flag} is for {kind}; {meta.get('model')} is a {task.name} model")
+    if segment:
+        check_tile(model, tile)
     if out is not None:
         out = check_writable_dir(out, "--out")
         out.mkdir(parents=True, exist_ok=True)
     tf, decode = task.input_transform(size, mean, std, c), ImageDecoder(c)
     model = model.to(device).eval()
-    results, pictures = [], output_names(files)
+    results, pictures = [], output_names(files, "")
     for f, picture in zip(files, pictures):
         image = decode(f)
         x = tf(image)[None].to(device)
@@ -75,16 +102,35 @@ def predict_files(model, meta: dict, files: list[str], topk: int | None = None, 
             if detect:
                 r = task.predict(model, x, tuple(image.shape[-2:]), topk or 100,
                                  score_threshold=SCORE_THRESHOLD if score_threshold is None else score_threshold)
+            elif segment:
+                r = task.predict(model, x, tuple(image.shape[-2:]), topk or task.num_classes, image=image, mean=mean,
+                                 std=std, tile=tile, crf=crf)
             else:
                 r = task.predict(model, x, tuple(image.shape[-2:]), topk or 5)
+        mask = r.pop("mask", None)
         entry = {"file": shown(f), **r}
-        if out is not None:
+        if out is not None and detect:
             from ..engine.detection import draw_detections
 
             entry["picture"] = shown(draw_detections(ImageDecoder(3)(f), r["detections"], task.class_names,
-                                                     out / picture))
+                                                     out / f"{picture}.png"))
+        elif out is not None and segment:
+            from ..engine.report import mask_overlay, save_mask, save_picture
+
+            entry["mask"] = shown(save_mask(mask, out / f"{picture}.mask.png", task.num_classes))
+            entry["overlay"] = shown(save_picture(mask_overlay(image, mask, task.num_classes),
+                                                  out / f"{picture}.overlay.png"))
         results.append(entry)
     return results
+
+
+def check_tile(model, tile: int | None) -> None:
+    """A ``--tile`` the model cannot take (below its card's smallest input) is refused."""
+    from ..validate import UserError
+
+    smallest = max(model.card.min_input_size[1:])
+    if tile is not None and tile < smallest:
+        raise UserError(f"--tile {tile} is smaller than the smallest input {model.card.name} takes ({smallest} px)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         check_writable_dir(args.out, "--out")
     model, meta = load_model(args.checkpoint, need_head=True)
     preds = predict_files(model, meta, args.images, args.topk, args.device, score_threshold=args.score_threshold,
-                          out=args.out)
+                          out=args.out, tile=args.tile, crf=args.crf)
     if args.json:
         print_json({"checkpoint": shown(args.checkpoint), "model": meta.get("model"), "predictions": preds})
         return 0
@@ -116,4 +162,7 @@ def run(args: argparse.Namespace) -> int:
             for pr in preds for rank, t in enumerate(pr["top"])]
     print_table(f"{meta.get('model')} predictions", ["image", "#", "class", *columns], rows,
                 justify_right={"#", *columns})
+    for pr in preds:
+        if "mask" in pr:
+            print(f"{pr['file']}: mask {pr['mask']}, overlay {pr['overlay']}")
     return 0

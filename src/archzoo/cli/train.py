@@ -46,6 +46,9 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--milestones", type=T("milestones"), nargs="+", default=S, help="step schedule: epochs where lr *= --gamma (default 50%% and 75%% of the run)")
     g.add_argument("--gamma", type=T("gamma"), default=S, help=f"step schedule factor (default {d['gamma']})")
     g.add_argument("--label-smoothing", type=T("label_smoothing"), default=S, help="label smoothing (default 0)")
+    g.add_argument("--loss", default=S, metavar="SPEC",
+                   help="segmentation loss: a sum of [WEIGHT*]TERM, TERM one of ce, wce (median-frequency class "
+                        "weights), unet (U-Net border weights), dice, focal; e.g. ce+dice, 0.5*ce+dice (default ce)")
     g.add_argument("--mixup", type=T("mixup"), default=S, help="mixup Beta alpha, e.g. 0.2 (default off)")
     g.add_argument("--cutmix", type=T("cutmix"), default=S, help="cutmix Beta alpha, e.g. 1.0 (default off)")
     g.add_argument("--mix-prob", type=T("mix_prob"), default=S, help="probability of mixing a batch (default 1)")
@@ -66,7 +69,9 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--freeze", choices=FREEZE, default=S, help="'backbone': train the classifier only (default none)")
     g.add_argument("--backbone-lr-scale", type=T("backbone_lr_scale"), default=S, help="learning-rate factor for everything but the classifier (default 1)")
     g.add_argument("--augment", choices=AUGMENT_RECIPES, default=S,
-                   help="training augmentation (default basic: crop and flip; ssd, scale-jitter: detection only)")
+                   help="training augmentation (default basic: crop and flip; ssd, scale-jitter: detection only; "
+                        "unet (flips, 90-degree and small turns, scale, elastic warp, brightness), pspnet (resize "
+                        "0.5-2x, turn, crop, flip, blur): segmentation only)")
     g.add_argument("--pad", type=T("pad"), default=S, help=f"padding of the random crop of small images (default {d['pad']})")
     g.add_argument("--flip", action=B, default=S, help="random horizontal flips (default on)")
     g.add_argument("--erase", type=T("erase"), default=S,
@@ -92,9 +97,11 @@ def register(subparsers) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", nargs="?", help="a model name (archzoo models); optional with --resume")
     data = p.add_argument_group("data")
-    data.add_argument("--data", help="digits | shapes | shapes-det | an ImageFolder tree | a CIFAR batches folder | an MNIST "
-                                     "IDX folder | a detection set: Pascal VOC, COCO JSON, YOLO txt (force one: voc:DIR, "
-                                     "coco:DIR, yolo:DIR)")
+    data.add_argument("--data", help="digits | shapes | shapes-det | shapes-seg | an ImageFolder tree | a CIFAR batches "
+                                     "folder | an MNIST IDX folder | a detection set: Pascal VOC, COCO JSON, YOLO txt "
+                                     "(force one: voc:DIR, coco:DIR, yolo:DIR) | a segmentation set: image/ + label/ "
+                                     "mask folders, VOC SegmentationClass/, COCO polygons (force one: masks:DIR, "
+                                     "vocseg:DIR, cocoseg:DIR; mask values -> classes from classes.txt if present)")
     data.add_argument("--val-data", help="a separate validation set (default: hold out --val-split of --data)")
     data.add_argument("--val-split", type=T("val_split"), default=0.1, help="fraction of every class held out for validation (default 0.1)")
     data.add_argument("--image-size", type=T("image_size"), help="model input side (default: the data's for in-memory sets, else the model's)")

@@ -135,14 +135,16 @@ def _categories(js: Path, cats: list) -> tuple[dict, list[str]]:
     return {cid: i for i, cid in enumerate(order)}, names
 
 
-def load_coco(path: Path, subset: str = "train", *, skip_bad: bool = False):
-    """``(dataset, bad items, description)`` of a COCO set (see the module doc)."""
+def read_coco(path: Path, subset: str, problems: Problems, parse):
+    """The checked parts of a COCO set that every task reads: ``(json file, category labels by id,
+    class names, items by image id, objects by image id)``. ``parse(annotation, what)`` reads the
+    task's own fields of one annotation (raising ``ValueError`` when they are bad); each image's
+    objects are ``(label, iscrowd, parsed, what)`` in file order. See the module doc for the checks."""
     js = find_json(path, subset)
     if js is None:
         raise AnnotationError(path, "holds no COCO annotation file (*.json)")
     data = _load_json(js)
     label_of, names = _categories(js, data["categories"])
-    problems = Problems(skip_bad)
     images: dict = {}
     dropped: set = set()  # ids whose image is left out (listed already): their annotations go with them
     for k, im in enumerate(data["images"]):
@@ -186,11 +188,12 @@ def load_coco(path: Path, subset: str = "train", *, skip_bad: bool = False):
     for iid in dropped:
         items.pop(iid, None)
     ann_ids: dict = {}
+    objects: dict = {}
     for k, a in enumerate(data["annotations"]):
         aid = a.get("id", f"#{k}") if isinstance(a, dict) and isinstance(a.get("id"), (int, str)) else f"#{k}"
         what = f"annotation id {aid!r}"
         try:
-            _fields(a, ("id", "image_id", "category_id", "bbox"), what)
+            _fields(a, ("id", "image_id", "category_id"), what)
             for key in ("id", "image_id", "category_id"):
                 _id(a, key, what)
             if a["id"] in ann_ids:
@@ -200,12 +203,7 @@ def load_coco(path: Path, subset: str = "train", *, skip_bad: bool = False):
                 raise ValueError(f"{what}: image id {a['image_id']!r} is not in 'images' (an annotation without an image)")
             if a["category_id"] not in label_of:
                 raise ValueError(f"{what}: unknown category id {a['category_id']!r} (not in 'categories')")
-            bb = a["bbox"]
-            if not isinstance(bb, list) or len(bb) != 4:
-                raise ValueError(f"{what}: bbox must be [x, y, width, height], got {bb!r}")
-            x, y, w, h = (number(v, f"{what}: bbox[{j}]") for j, v in enumerate(bb))
-            if w <= 0 or h <= 0:
-                raise ValueError(f"{what}: bbox {bb} has no {'width' if w <= 0 else 'height'} (x2 <= x1 or y2 <= y1)")
+            parsed = parse(a, what)
             crowd = a.get("iscrowd", 0)
             if crowd not in (0, 1, True, False):
                 raise ValueError(f"{what}: iscrowd is {crowd!r}, not 0 or 1")
@@ -215,13 +213,8 @@ def load_coco(path: Path, subset: str = "train", *, skip_bad: bool = False):
             if isinstance(owner, (int, str)) and owner in items:  # the image goes with its bad annotation
                 dropped.add(owner)
             continue
-        it = items.get(a["image_id"])
-        if it is None:  # its image was bad, and is listed already
-            continue
-        it.boxes.append([x, y, x + w, y + h])
-        it.labels.append(label_of[a["category_id"]])
-        it.difficult.append(bool(crowd))
-        it.where.append(what)
+        if a["image_id"] in items:  # else its image was bad, and is listed already
+            objects.setdefault(a["image_id"], []).append((label_of[a["category_id"]], bool(crowd), parsed, what))
     items = {iid: it for iid, it in items.items() if iid not in dropped}
     if folder == js.parent:
         listed = {os.path.normpath(f) for f in files}
@@ -232,5 +225,30 @@ def load_coco(path: Path, subset: str = "train", *, skip_bad: bool = False):
                     and e.name not in listed:
                 problems(e.path, f"image not listed in {js.name} (an image with no objects is listed there "
                                  "with no annotations)")
+    return js, label_of, names, items, objects
+
+
+def _bbox(a: dict, what: str) -> list[float]:
+    """An annotation's ``bbox`` ``[x, y, w, h]`` as ``[x1, y1, x2, y2]``."""
+    _fields(a, ("bbox",), what)
+    bb = a["bbox"]
+    if not isinstance(bb, list) or len(bb) != 4:
+        raise ValueError(f"{what}: bbox must be [x, y, width, height], got {bb!r}")
+    x, y, w, h = (number(v, f"{what}: bbox[{j}]") for j, v in enumerate(bb))
+    if w <= 0 or h <= 0:
+        raise ValueError(f"{what}: bbox {bb} has no {'width' if w <= 0 else 'height'} (x2 <= x1 or y2 <= y1)")
+    return [x, y, x + w, y + h]
+
+
+def load_coco(path: Path, subset: str = "train", *, skip_bad: bool = False):
+    """``(dataset, bad items, description)`` of a COCO set (see the module doc)."""
+    problems = Problems(skip_bad)
+    js, _, names, items, objects = read_coco(path, subset, problems, _bbox)
+    for iid, it in items.items():
+        for label, crowd, box, what in objects.get(iid, ()):
+            it.boxes.append(box)
+            it.labels.append(label)
+            it.difficult.append(crowd)
+            it.where.append(what)
     ds, text = finish(list(items.values()), names, problems, FORMAT, js)
     return ds, problems.items, text

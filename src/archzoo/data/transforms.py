@@ -29,7 +29,10 @@ from torchvision.transforms.v2 import functional as TF
 AUGMENTS = ("none", "basic", "randaugment", "trivialaugment")
 # detection recipes of DenseTransform (the ``augment`` option of a detection run); see its doc
 DETECTION_AUGMENTS = ("ssd", "scale-jitter")
+# segmentation recipes of DenseTransform: they turn and warp the image, which boxes cannot follow exactly
+SEGMENTATION_AUGMENTS = ("unet", "pspnet")
 PER_BOX_KEYS = ("labels", "difficult")  # per-object target tensors that go with their boxes
+BILINEAR = v2.InterpolationMode.BILINEAR  # images turn bilinearly; masks always take the nearest value
 
 
 class MatchChannels(torch.nn.Module):
@@ -74,6 +77,9 @@ def build_transform(
     """The per-sample transform for training (``train=True``) or evaluation; see the module doc."""
     if augment in DETECTION_AUGMENTS:
         raise ValueError(f"augment {augment!r} is a detection recipe (it moves boxes); a classifier takes one of {AUGMENTS}")
+    if augment in SEGMENTATION_AUGMENTS:
+        raise ValueError(f"augment {augment!r} is a segmentation recipe (it moves masks); a classifier takes one of "
+                         f"{AUGMENTS}")
     if augment not in AUGMENTS:
         raise ValueError(f"augment must be one of {AUGMENTS}, got {augment!r}")
     if len(mean) != len(std):
@@ -133,6 +139,18 @@ class DenseTransform:
 
     With boxes, boxes are clipped to the image and those left without area are dropped with
     their per-object targets (:data:`PER_BOX_KEYS`, instance masks).
+
+    The segmentation recipes of :data:`SEGMENTATION_AUGMENTS` (masks follow with nearest
+    interpolation, and pixels brought in from outside the image are ``IGNORE_INDEX``):
+
+    * ``"unet"``: U-Net's (Ronneberger et al. 2015, arXiv:1505.04597, section 3.1: shift, rotation,
+      elastic deformation, grey-value variation), for few training images: resize to ``s x s``,
+      horizontal and vertical flips, a random multiple of 90 degrees (:class:`RandomRotate90`),
+      a small rotation (up to 15 degrees), scale 0.8..1.25 and shift up to 10% (one affine map),
+      the paper's elastic deformation (:class:`UNetElastic`) and brightness and contrast up to 10%.
+    * ``"pspnet"``: PSPNet's (Zhao et al. 2017, arXiv:1612.01105, section 4.1): random resize to
+      0.5..2x of ``s`` (aspect kept), rotation up to 10 degrees, a random ``s x s`` crop (padded
+      where the image is smaller), a flip and, half the time, a Gaussian blur.
     """
 
     def __init__(self, train: bool, input_size: int, mean: Sequence[float], std: Sequence[float], *,
@@ -142,10 +160,13 @@ class DenseTransform:
 
         from .dataset import IGNORE_INDEX
 
-        if recipe not in ("basic", "none", *DETECTION_AUGMENTS):
-            raise ValueError(f"recipe must be basic, none or one of {DETECTION_AUGMENTS}, got {recipe!r}")
+        if recipe not in ("basic", "none", *DETECTION_AUGMENTS, *SEGMENTATION_AUGMENTS):
+            raise ValueError(f"recipe must be basic, none or one of {DETECTION_AUGMENTS + SEGMENTATION_AUGMENTS}, "
+                             f"got {recipe!r}")
         if recipe in DETECTION_AUGMENTS and not boxes:
             raise ValueError(f"the {recipe!r} recipe is for detection (boxes=True)")
+        if recipe in SEGMENTATION_AUGMENTS and boxes:
+            raise ValueError(f"the {recipe!r} recipe is for segmentation: its turns and warps move masks, not boxes")
         s = int(input_size)
         small = s <= 64 if small is None else small
         fill = {tv_tensors.Mask: IGNORE_INDEX, "others": 0}
@@ -159,13 +180,24 @@ class DenseTransform:
         elif recipe == "scale-jitter":
             ops = [v2.ScaleJitter((s, s), scale_range=(0.3, 2.0), antialias=True),
                    v2.RandomCrop(s, pad_if_needed=True, fill=fill)]
+        elif recipe == "unet":
+            flips = [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()] if flip else []
+            ops = [v2.Resize((s, s), antialias=True), *flips, RandomRotate90(),
+                   v2.RandomAffine(degrees=15, translate=(0.1, 0.1), scale=(0.8, 1.25), interpolation=BILINEAR,
+                                   fill=fill),
+                   UNetElastic(fill=fill), v2.ColorJitter(brightness=0.1, contrast=0.1)]
+        elif recipe == "pspnet":
+            ops = [v2.ScaleJitter((s, s), scale_range=(0.5, 2.0), antialias=True),
+                   v2.RandomRotation(10, interpolation=BILINEAR, fill=fill),
+                   v2.RandomCrop(s, pad_if_needed=True, fill=fill), *([v2.RandomHorizontalFlip()] if flip else []),
+                   v2.RandomApply([v2.GaussianBlur(5, sigma=(0.1, 2.0))], p=0.5)]
         elif small:
             ops = [v2.Resize((s, s), antialias=True)]
             if pad:
                 ops.append(v2.RandomCrop(s, padding=pad, fill=fill))
         else:
             ops = [v2.RandomResizedCrop(s, scale=scale, antialias=True)]
-        if train and flip and recipe != "none":
+        if train and flip and recipe not in ("none", *SEGMENTATION_AUGMENTS):  # those place their own flips
             ops.append(v2.RandomHorizontalFlip())
         if boxes:  # clamp first: a resize can leave an edge a float step past the image, and sanitizing would drop it
             ops += [v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(labels_getter=per_box_targets)]
@@ -178,6 +210,45 @@ class DenseTransform:
         if "masks" in target:  # uint8 0/1 on the way in; padding filled them with IGNORE_INDEX
             target["masks"] = target["masks"] == 1
         return self.normalize(image), target
+
+
+class RandomRotate90(v2.Transform):
+    """Turn the image and its masks by a random multiple of 90 degrees: exact (no interpolation);
+    a non-square image swaps its sides. Boxes are refused (the segmentation recipes only)."""
+
+    def make_params(self, flat_inputs) -> dict:
+        return {"k": int(torch.randint(4, ()))}
+
+    def transform(self, inpt, params: dict):
+        from torchvision import tv_tensors
+
+        if isinstance(inpt, tv_tensors.BoundingBoxes):
+            raise TypeError("RandomRotate90 turns images and masks, not boxes")
+        if not isinstance(inpt, torch.Tensor) or params["k"] == 0:
+            return inpt
+        out = torch.rot90(inpt.as_subclass(torch.Tensor), params["k"], dims=(-2, -1))
+        return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
+
+
+class UNetElastic(v2.ElasticTransform):
+    """U-Net's elastic deformation (Ronneberger et al. 2015, arXiv:1505.04597, section 3.1): random
+    displacement vectors on a coarse ``grid x grid`` grid (3 x 3), Gaussian with a standard deviation
+    of 10 pixels on the paper's 512-pixel images (``std``: 10/512 of the shorter side here), and
+    per-pixel displacements by bicubic interpolation of the grid. torchvision's elastic kernels warp
+    the image bilinearly and masks with nearest neighbours; ``fill`` fills what comes from outside."""
+
+    def __init__(self, grid: int = 3, std: float = 10 / 512, fill=0) -> None:
+        super().__init__(fill=fill)
+        self.grid, self.std = grid, std
+
+    def make_params(self, flat_inputs) -> dict:
+        import torch.nn.functional as F
+
+        h, w = v2.query_size(flat_inputs)
+        coarse = torch.randn(1, 2, self.grid, self.grid) * (self.std * min(h, w))  # pixels
+        d = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True)[0]
+        # torchvision's displacement is in grid units: the image spans 2, so a pixel is 2/w across, 2/h down
+        return {"displacement": torch.stack([d[0] * (2 / w), d[1] * (2 / h)], -1)[None]}
 
 
 def per_box_targets(inputs) -> tuple[torch.Tensor, ...]:

@@ -35,15 +35,17 @@ def _limit(ds, n: int | None, seed: int):
 
 def load_training_data(data, *, val_data=None, val_split: float = 0.1, image_size: int | None = None,
                        skip_bad: bool = False, seed: int = 0, train_limit: int | None = None,
-                       val_limit: int | None = None):
+                       val_limit: int | None = None, task: str | None = None):
     """``(train, val, class_names, bad_files)`` from a spec (see :func:`archzoo.data.load_dataset`),
-    a :class:`DatasetSplits` or a dataset. ``val_data``, when given, replaces the held-out split."""
+    a :class:`DatasetSplits` or a dataset. ``val_data``, when given, replaces the held-out split
+    (a segmentation set's masks are read with the training set's map of values to classes).
+    ``task``: the model's, for data that holds sets of several tasks (a VOC root)."""
     from ..data import DatasetSplits, load_dataset
 
     bad = []
     if isinstance(data, (str, Path)):
         splits = load_dataset(data, val_split=0.0 if val_data is not None else val_split, seed=seed,
-                              skip_bad=skip_bad, image_size=image_size)
+                              skip_bad=skip_bad, image_size=image_size, task=task)
         bad = splits.bad_files
     elif isinstance(data, DatasetSplits):
         splits = data
@@ -51,8 +53,9 @@ def load_training_data(data, *, val_data=None, val_split: float = 0.1, image_siz
         splits = DatasetSplits(train=data, val=None, class_names=list(data.class_names))
     train, val, names = splits.train, splits.val, [shown(n) for n in splits.class_names]
     if isinstance(val_data, (str, Path)):
+        value_map = getattr(train, "value_map", None)
         vsplits = load_dataset(val_data, val_split=0.0, subset="val" if Path(str(val_data)).is_dir() else "test",
-                               skip_bad=skip_bad, image_size=image_size)
+                               skip_bad=skip_bad, image_size=image_size, task=task, class_map=value_map)
         val, bad = vsplits.train, bad + vsplits.bad_files
         if [shown(n) for n in vsplits.class_names] != list(names):
             raise ValueError(f"validation classes {[shown(n) for n in vsplits.class_names]} differ from training "
@@ -100,6 +103,25 @@ def _check_classes(class_names: list[str], data, bad: list, task: str = "classif
         only = class_names[int(labels[0])] if int(labels[0]) < len(class_names) else int(labels[0])
         raise UserError(f"the training set holds images of one class only ({shown(only)!r}); a classifier learns "
                         "nothing from it: raise train_limit (--train-limit) or add images of the other classes")
+
+
+def _class_map(ds) -> dict:
+    """``{"class_map": ...}``: a segmentation set's map from mask values to classes, for the
+    checkpoint (eval reads new masks with it, predict writes masks in the original values)."""
+    value_map = getattr(ds, "value_map", None)
+    return {"class_map": value_map.to_json()} if value_map is not None else {}
+
+
+def _model_task(model) -> str | None:
+    """The task on the card of a model name or a zoo model, else ``None`` (the data says)."""
+    if isinstance(model, str):
+        from ..registry import model_card
+
+        try:
+            return model_card(model).task
+        except (KeyError, ValueError):  # an unknown name: create_model says so, with suggestions
+            return None
+    return getattr(getattr(model, "card", None), "task", None)
 
 
 def _check_input_size(model, image_size: int | None, train_ds) -> None:
@@ -221,7 +243,7 @@ def train(model: str | nn.Module | None = None, data=None, *, out: str | Path | 
     try:
         train_ds, val_ds, class_names, bad = load_training_data(
             data, val_data=val_data, val_split=val_split, image_size=image_size, skip_bad=skip_bad,
-            seed=cfg.seed, train_limit=train_limit, val_limit=val_limit)
+            seed=cfg.seed, train_limit=train_limit, val_limit=val_limit, task=_model_task(model))
         if bad and dist.is_main():
             warnings.warn(f"skipped {len(bad)} unreadable files, e.g. {shown(bad[0][0])}: {shown(bad[0][1])}",
                           stacklevel=2)
@@ -255,8 +277,8 @@ def train(model: str | nn.Module | None = None, data=None, *, out: str | Path | 
         if bad:
             run["skipped_files"] = len(bad)
         trainer = Trainer(model, train_ds, val_ds, config=cfg, out=out, class_names=class_names, input_size=image_size,
-                          log=log, tensorboard=tensorboard, device=device, extra_meta={"run": run},
-                          teacher=teacher_model)
+                          log=log, tensorboard=tensorboard, device=device, teacher=teacher_model,
+                          extra_meta={"run": run, **_class_map(train_ds)})
         if out is not None and bad and dist.is_main():
             _write_skipped(Path(out), bad)
         with plain_text_pictures():  # class names such as "$5" are labels, not TeX

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from ..data.transforms import AUGMENTS, DETECTION_AUGMENTS
+from ..data.transforms import AUGMENTS, DETECTION_AUGMENTS, SEGMENTATION_AUGMENTS
 
-AUGMENT_RECIPES = AUGMENTS + DETECTION_AUGMENTS  # the second group for detection runs only
+AUGMENT_RECIPES = AUGMENTS + DETECTION_AUGMENTS + SEGMENTATION_AUGMENTS  # the second group for detection runs only,
+# the third for segmentation runs only
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "onecycle", "constant")
@@ -41,6 +42,7 @@ class TrainConfig:
     milestones: list[float] = field(default_factory=list)  # step schedule, in epochs (default: 50% and 75%)
     gamma: float = 0.1  # step schedule factor
     label_smoothing: float = 0.0
+    loss: str = "ce"  # segmentation: a sum of terms, e.g. ce+dice (archzoo.segmentation.losses)
     mixup: float = 0.0  # Beta(alpha, alpha) of mixup; 0 = off
     cutmix: float = 0.0  # Beta(alpha, alpha) of cutmix; 0 = off
     mix_prob: float = 1.0  # probability a batch is mixed at all
@@ -74,6 +76,9 @@ class TrainConfig:
                                      ("compile_mode", self.compile_mode, COMPILE_MODES)):
             if value not in allowed:
                 raise UserError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        from ..segmentation.losses import parse_loss
+
+        parse_loss(self.loss)  # a clear error naming the terms
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name in RANGES:

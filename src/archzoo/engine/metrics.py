@@ -131,12 +131,14 @@ class ClassificationMeter(SumMeter):
 
 
 class SegmentationMeter(SumMeter):
-    """Pixel confusion matrix -> mean IoU, pixel accuracy and each class's IoU.
+    """Pixel confusion matrix -> mean IoU, mean Dice, pixel accuracy, pixel error and each class's
+    IoU and Dice.
 
     ``output``: logits ``[B, K, h, w]`` (upsampled bilinearly to the mask's size when smaller);
     ``target``: ``{"mask": [B, H, W]}``. Pixels marked ``ignore_index`` are not counted. IoU of
-    class c = TP / (TP + FP + FN); the mean is over the classes that occur in the ground truth
-    or the prediction (a class absent from both has no IoU, as in the VOC and Cityscapes code).
+    class c = TP / (TP + FP + FN), its Dice (F1) 2 TP / (2 TP + FP + FN); the means are over the
+    classes that occur in the ground truth or the prediction (a class absent from both has no IoU,
+    as in the VOC and Cityscapes code). Pixel error: 1 - pixel accuracy (the ISBI 2012 challenge's).
     Loss: the mean per image; without a ``loss``, pixel cross-entropy is measured here.
     """
 
@@ -167,13 +169,16 @@ class SegmentationMeter(SumMeter):
         cm = s["confusion"].cpu().double()
         tp, truth, pred = cm.diag(), cm.sum(1), cm.sum(0)
         union = truth + pred - tp
-        iou = tp / union.clamp(min=1)
+        iou, dice = tp / union.clamp(min=1), 2 * tp / (truth + pred).clamp(min=1)
         seen = union > 0
+        accuracy = float(tp.sum() / cm.sum().clamp(min=1))
         return {"loss": float(s["loss"]) / max(int(s["count"]), 1),
                 "miou": float(iou[seen].mean()) if seen.any() else 0.0,
-                "pixel_accuracy": float(tp.sum() / cm.sum().clamp(min=1)),
+                "dice": float(dice[seen].mean()) if seen.any() else 0.0,
+                "pixel_accuracy": accuracy, "pixel_error": 1.0 - accuracy if cm.sum() > 0 else 0.0,
                 "count": int(s["count"]), "confusion": s["confusion"].cpu().tolist(),
-                "per_class_iou": {self.class_names[i]: float(iou[i]) for i in range(self.num_classes) if seen[i]}}
+                "per_class_iou": {self.class_names[i]: float(iou[i]) for i in range(self.num_classes) if seen[i]},
+                "per_class_dice": {self.class_names[i]: float(dice[i]) for i in range(self.num_classes) if seen[i]}}
 
 
 def resize_logits(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -181,6 +181,49 @@ def segmentation_grid(model: nn.Module, images: torch.Tensor, masks: torch.Tenso
     return save_figure(fig, path)
 
 
+def mask_overlay(image: torch.Tensor, mask: torch.Tensor, num_classes: int, alpha: float = 0.5) -> torch.Tensor:
+    """``image`` (uint8 ``[C, H, W]``) with every pixel of a class but 0 (the background) blended
+    with its class colour (:func:`_palette`): ``(1 - alpha) * image + alpha * colour``; uint8 ``[3, H, W]``."""
+    img = image.expand(3, -1, -1).float() if image.shape[0] == 1 else image.float()
+    m = mask.long()
+    colours = (_palette(max(num_classes, 2)) * 255)[m.clamp(0, num_classes - 1)].permute(2, 0, 1)
+    out = torch.where((m > 0)[None], (1 - alpha) * img + alpha * colours, img)
+    return out.round().clamp(0, 255).to(torch.uint8)
+
+
+def save_mask(mask: torch.Tensor, path: str | Path, num_classes: int) -> Path:
+    """A PNG of class indices (``mask`` ``[H, W]``): mode ``P`` (8-bit indices with the class
+    colours as its palette, as Pascal VOC's masks) for up to 256 classes, else 16-bit grey."""
+    import numpy as np
+    from PIL import Image
+
+    from ..checkpoint import atomic_write
+
+    if num_classes <= 256:
+        h, w = mask.shape
+        picture = Image.frombytes("P", (w, h), mask.to(torch.uint8).contiguous().numpy().tobytes())
+        colours = (_palette(max(num_classes, 2)) * 255).round().to(torch.uint8)[:num_classes].flatten().tolist()
+        picture.putpalette(colours + [0] * (768 - len(colours)))
+    else:
+        picture = Image.fromarray(mask.numpy().astype(np.uint16))
+    path = Path(path)
+    atomic_write(path, lambda tmp: picture.save(tmp, format="PNG"))
+    return path
+
+
+def save_picture(image: torch.Tensor, path: str | Path) -> Path:
+    """uint8 ``[C, H, W]`` (1 or 3 channels) as a PNG, written atomically."""
+    from PIL import Image
+
+    from ..checkpoint import atomic_write
+
+    array = image[0].numpy() if image.shape[0] == 1 else image.permute(1, 2, 0).contiguous().numpy()
+    picture = Image.fromarray(array)
+    path = Path(path)
+    atomic_write(path, lambda tmp: picture.save(tmp, format="PNG"))
+    return path
+
+
 @torch.no_grad()
 def detection_grid(model: nn.Module, images: torch.Tensor, targets: list[dict], transform,
                    class_names: Sequence[str], path: str | Path, threshold: float = 0.5, cols: int = 4) -> Path:

@@ -17,10 +17,16 @@ from ..data.dataset import IGNORE_INDEX
 from .metrics import SegmentationMeter, resize_logits
 from .task import Task
 
+TILE_OVERLAP = 0.25  # predict's sliding window: the share of a tile its neighbour overlaps
+TILE_BATCH = 4  # tiles per forward pass
+
 
 class SegmentationTask(Task):
     """Pixel-wise cross-entropy (Long et al. 2015, arXiv:1411.4038), pixels at ``ignore_index``
-    left out; scored by mean IoU over the classes from the pixel confusion matrix.
+    left out, or the sum of terms ``loss`` names (``ce+dice``, ``wce``, ``unet``, ``focal``: see
+    :mod:`archzoo.segmentation.losses`; ``class_weights`` ``[K]`` for ``wce`` and ``unet``); scored
+    by mean IoU over the classes from the pixel confusion matrix. The validation loss is always
+    plain cross-entropy (comparable between runs).
 
     A model returning :class:`~archzoo.models.base.AuxLogits` in training mode (an auxiliary
     head on an earlier stage, as PSPNet and DeepLab train) is trained on ``loss(logits) +
@@ -34,9 +40,14 @@ class SegmentationTask(Task):
     device_keys = ("mask",)
 
     def __init__(self, num_classes: int, class_names: list[str] | None = None, ignore_index: int = IGNORE_INDEX,
-                 label_smoothing: float = 0.0, aux_weight: float = 0.3):
+                 label_smoothing: float = 0.0, aux_weight: float = 0.3, loss: str = "ce",
+                 class_weights: torch.Tensor | None = None):
+        from ..segmentation.losses import SegmentationLoss
+
         super().__init__(num_classes, class_names)
         self.ignore_index, self.label_smoothing, self.aux_weight = ignore_index, label_smoothing, aux_weight
+        self.criterion = SegmentationLoss(loss, num_classes, ignore_index=ignore_index, class_weights=class_weights,
+                                          label_smoothing=label_smoothing)
 
     # --- batches --------------------------------------------------------------------------------
     def device_batch(self, augment, images, targets):
@@ -46,22 +57,20 @@ class SegmentationTask(Task):
     def sample_transform(self, train, cfg, input_size, mean, std, in_chans):
         from ..data.transforms import DenseTransform
 
-        return DenseTransform(train, input_size, mean, std, in_chans=in_chans, pad=cfg.pad, flip=cfg.flip)
+        return DenseTransform(train, input_size, mean, std, in_chans=in_chans, pad=cfg.pad, flip=cfg.flip,
+                              recipe=cfg.augment if train else "basic")
 
     @staticmethod
     def collate(samples):
         return torch.stack([x for x, _ in samples]), {"mask": torch.stack([t["mask"] for _, t in samples])}
 
     # --- a step ---------------------------------------------------------------------------------
-    def _ce(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(resize_logits(logits, mask).float(), mask, ignore_index=self.ignore_index,
-                               label_smoothing=self.label_smoothing)
-
     def loss(self, output, targets):
         mask = targets["mask"]
-        loss = self._ce(getattr(output, "logits", output), mask)
+        weights = self.criterion.pixel_weights(mask)  # U-Net's border weights, once per batch
+        loss = self.criterion(resize_logits(getattr(output, "logits", output), mask), mask, weights)
         for aux in getattr(output, "aux", ()):
-            loss = loss + self.aux_weight * self._ce(aux, mask)
+            loss = loss + self.aux_weight * self.criterion(resize_logits(aux, mask), mask, weights)
         return loss
 
     def meter(self, device, train):
@@ -82,28 +91,58 @@ class SegmentationTask(Task):
                                                   Path(run_dir) / "predictions.png", ignore_index=self.ignore_index))
         return files
 
+    # the numbers eval prints, in order; dice and pixel_error where the meter measures them
+    EVAL_KEYS = ("miou", "pixel_accuracy", "dice", "pixel_error", "loss", "count", "per_class_iou", "per_class_dice")
+
     def eval_result(self, metrics):
-        out = {k: metrics[k] for k in ("miou", "pixel_accuracy", "loss", "count", "per_class_iou")}
+        out = {k: metrics[k] for k in self.EVAL_KEYS if k in metrics}
         if self.num_classes <= 100:
             out["confusion"] = metrics["confusion"]
         return out
 
     def eval_tables(self, metrics):
-        rows = [["mean IoU", f"{metrics['miou']:.2%}"], ["pixel accuracy", f"{metrics['pixel_accuracy']:.2%}"],
-                ["loss", f"{metrics['loss']:.4f}"], ["images", metrics["count"]]]
+        titles = {"miou": "mean IoU", "pixel_accuracy": "pixel accuracy", "dice": "mean Dice",
+                  "pixel_error": "pixel error"}
+        rows = [[title, f"{metrics[k]:.2%}"] for k, title in titles.items() if k in metrics]
+        rows += [["loss", f"{metrics['loss']:.4f}"], ["images", metrics["count"]]]
         tables = [(None, ["metric", "value"], rows)]
-        if len(metrics["per_class_iou"]) <= 30:
-            tables.append(("per class", ["class", "IoU"], [[k, f"{v:.1%}"] for k, v in metrics["per_class_iou"].items()]))
+        iou, dice = metrics["per_class_iou"], metrics.get("per_class_dice")
+        if len(iou) <= 30 and dice:
+            rows = [[k, f"{v:.1%}", f"{dice[k]:.1%}"] for k, v in iou.items()]
+            tables.append(("per class", ["class", "IoU", "Dice"], rows))
+        elif len(iou) <= 30:
+            tables.append(("per class", ["class", "IoU"], [[k, f"{v:.1%}"] for k, v in iou.items()]))
         return tables
 
     @torch.no_grad()
-    def predict(self, model, x, image_size, topk):
-        """The classes covering the most of the image (``share``: their fraction of its pixels;
-        the logits are resized from the model's input size to the image's)."""
-        logits = model(x).float()
-        logits = F.interpolate(logits, size=tuple(image_size), mode="bilinear", align_corners=False)
-        mask = logits.argmax(1)[0].cpu()
-        share = torch.bincount(mask.flatten(), minlength=self.num_classes).double() / mask.numel()
+    def predict(self, model, x, image_size, topk, *, image=None, mean=None, std=None, tile=None, crf=False):
+        """The classes covering the most of the image (``top``: ``class``, ``index``, ``share`` =
+        their fraction of its pixels) and ``mask``, the class of every pixel (uint8 ``[H, W]`` at
+        the image's size, for the caller to save; not JSON).
+
+        By default the logits of ``x`` (the image resized to the model's input) are resized to the
+        image's size. With ``image`` (the original uint8 ``[C, H, W]``) and its ``mean``/``std``,
+        an image larger than ``tile`` (when given: a model trained on crops at the images' own
+        scale) is segmented at its own resolution by a sliding window of ``tile``-sized windows
+        (:func:`archzoo.segmentation.tiling.sliding_window`), so memory stays bounded by the tile.
+        ``crf``: refine the softmax with a dense CRF over the image's colours
+        (:func:`archzoo.segmentation.crf.dense_crf`, DeepLab's settings; needs ``image``)."""
+        h, w = image_size
+        if image is not None and tile is not None and (h > tile or w > tile):
+            from ..segmentation.tiling import sliding_window
+
+            m = torch.as_tensor(mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+            sd = torch.as_tensor(std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+            full = (image[None].to(x.device).float() / 255 - m) / sd
+            logits = sliding_window(model, full, tile, TILE_OVERLAP, self.num_classes, TILE_BATCH).float()
+        else:
+            logits = F.interpolate(model(x).float(), size=(h, w), mode="bilinear", align_corners=False)
+        if crf:  # the mean-field marginals of the dense CRF over the softmax, at the image's size
+            from ..segmentation.crf import dense_crf
+
+            logits = dense_crf(logits.softmax(1)[0], image.to(logits.device).float())[None]
+        mask = logits.argmax(1)[0].to(torch.uint8 if self.num_classes <= 256 else torch.int32).cpu()
+        share = torch.bincount(mask.flatten().long(), minlength=self.num_classes).double() / mask.numel()
         q, idx = share.topk(min(topk, self.num_classes))
         top = [{"class": self.class_names[i], "index": i, "share": float(v)} for v, i in zip(q.tolist(), idx.tolist()) if v > 0]
-        return {"top": top}
+        return {"top": top, "mask": mask}

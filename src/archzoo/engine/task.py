@@ -276,30 +276,45 @@ class ClassificationTask(Task):
 
 
 def make_task(name: str, class_names: list[str], *, num_classes: int | None = None, cfg=None,
-              teacher: nn.Module | None = None) -> Task:
+              teacher: nn.Module | None = None, train_data=None) -> Task:
     """The task called ``name`` (``classification``, ``segmentation``, ``detection``) for these
-    classes, configured from the recipe ``cfg`` (a :class:`~archzoo.engine.config.TrainConfig`)."""
-    from ..data.transforms import DETECTION_AUGMENTS
+    classes, configured from the recipe ``cfg`` (a :class:`~archzoo.engine.config.TrainConfig`).
+    ``train_data``: the training set, whose class frequencies weigh the ``wce`` and ``unet`` losses."""
+    from ..data.transforms import DETECTION_AUGMENTS, SEGMENTATION_AUGMENTS
     from .config import TrainConfig
 
     cfg = cfg or TrainConfig()
     num_classes = num_classes or len(class_names)
+    if cfg.loss != "ce" and name != "segmentation":
+        from ..validate import UserError
+
+        raise UserError(f"loss {cfg.loss!r}: --loss chooses a segmentation loss; a {name} run trains on "
+                        f"{'cross-entropy' if name == 'classification' else 'its detector losses'} (leave --loss out)")
     if name == "classification":
         return ClassificationTask(num_classes, class_names, label_smoothing=cfg.label_smoothing, mixup=cfg.mixup,
                                   cutmix=cfg.cutmix, mix_prob=cfg.mix_prob, aux_weight=cfg.aux_weight, teacher=teacher,
                                   distill=cfg.distill, temperature=cfg.distill_temperature)
+    recipes = {"detection": DETECTION_AUGMENTS, "segmentation": SEGMENTATION_AUGMENTS}.get(name, ())
     unsupported = {"mixup": cfg.mixup > 0, "cutmix": cfg.cutmix > 0, "erase": cfg.erase > 0,
                    "teacher": teacher is not None or cfg.distill > 0,
-                   f"augment {cfg.augment}": cfg.augment not in ("basic", "none", *(DETECTION_AUGMENTS if name == "detection" else ()))}
+                   f"augment {cfg.augment}": cfg.augment not in ("basic", "none", *recipes)}
     if name == "detection":
         unsupported["label_smoothing"] = cfg.label_smoothing > 0
     bad = [k for k, on in unsupported.items() if on]
     if bad:
         raise ValueError(f"{', '.join(bad)}: for classification only; the {name} task does not take them")
     if name == "segmentation":
+        from ..segmentation.losses import CLASS_WEIGHTED, dataset_class_weights, parse_loss
         from .segmentation import SegmentationTask
 
-        return SegmentationTask(num_classes, class_names, label_smoothing=cfg.label_smoothing, aux_weight=cfg.aux_weight)
+        weights = None
+        if any(term in CLASS_WEIGHTED for _, term in parse_loss(cfg.loss)):
+            if train_data is None:
+                raise ValueError(f"loss {cfg.loss!r} weighs classes by their frequency in the training set: "
+                                 "pass train_data")
+            weights = dataset_class_weights(train_data, num_classes)
+        return SegmentationTask(num_classes, class_names, label_smoothing=cfg.label_smoothing,
+                                aux_weight=cfg.aux_weight, loss=cfg.loss, class_weights=weights)
     if name == "detection":
         from .detection import DetectionTask
 

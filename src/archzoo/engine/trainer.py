@@ -121,7 +121,8 @@ class Trainer:
             if cfg.compile:  # the teacher's forward runs every step, as often as the student's
                 teacher = torch.compile(teacher, mode=cfg.compile_mode)
         self.task = task or make_task(_task_of(model, train_data), self.class_names, cfg=cfg, teacher=teacher,
-                                      num_classes=getattr(model, "num_classes", len(self.class_names)))
+                                      num_classes=getattr(model, "num_classes", len(self.class_names)),
+                                      train_data=train_data)
         self.extra_meta = dict(extra_meta or {})
 
         self.model = model.to(self.device)

@@ -9,7 +9,9 @@
 Original CAM (Zhou et al. 2016, arXiv:1512.04150, :mod:`.cam`) needs only the shared classifier
 API and works for every model whose head is global average pooling + linear; the
 gradient-based family (:mod:`.gradient`, through pytorch-grad-cam) works for every head and
-explains the card's ``cam_layer`` (default: the output of ``forward_features``). All of them run
+explains the card's ``cam_layer`` (default: the output of ``forward_features``). Segmenters and
+detectors are explained too (:mod:`.dense`: a class's region by a gradient method, Eigen-CAM of
+a detector's backbone); :func:`explain` picks by the card's task. All of them run
 the model in eval mode, on a batch, and leave it exactly as it was: training flags,
 ``requires_grad`` flags, parameters and gradients unchanged, no hooks left behind.
 """
@@ -23,18 +25,47 @@ import torch
 import torch.nn as nn
 
 from .cam import NotLinearHeadError, cam, supports_cam
+from .dense import DetectionMaps, SegmentationMaps, detection_cam, segmentation_cam
+from .eigen import first_component
 from .gradient import GRADIENT_METHODS, cam_layer, gradient_cam
 from .state import as_batch, check_classifier, inspection_mode, model_device
 
 METHODS = ("auto", "cam", *GRADIENT_METHODS)
 
-__all__ = ["METHODS", "NotLinearHeadError", "cam", "cam_grid", "cam_layer", "embed", "explain", "explain_method",
+__all__ = ["METHODS", "DetectionMaps", "NotLinearHeadError", "SegmentationMaps", "cam", "cam_grid", "cam_layer",
+           "detection_cam", "embed", "explain", "explain_method", "first_component", "method_for", "segmentation_cam",
            "supports_cam"]
+
+
+def method_for(task: str, method: str) -> str:
+    """The method ``method`` (``auto`` resolved) for a model of ``task``, or a ValueError: a
+    segmenter takes the gradient methods and Eigen-CAM (auto: Grad-CAM), a detector Eigen-CAM only."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if task == "detection":
+        if method not in ("auto", "eigencam"):
+            raise ValueError(f"method {method!r} needs one class score per image; a detector outputs boxes, so it is "
+                             "explained by eigencam (gradient-free), which auto chooses")
+        return "eigencam"
+    if task == "segmentation":
+        if method == "cam":
+            raise ValueError("original CAM explains a classifier's pooled head; a segmenter is explained by a gradient "
+                             "method over a class's region (gradcam, which auto chooses, ...) or eigencam")
+        return "gradcam" if method == "auto" else method
+    return method
 
 
 def explain_method(model: nn.Module, images: torch.Tensor, method: str = "gradcam", target=None,
                    layer: str | None = None) -> tuple[torch.Tensor, str]:
     """:func:`explain`, also returning the method used (what ``"auto"`` chose)."""
+    task = getattr(getattr(model, "card", None), "task", "classification")
+    if task != "classification":  # dense predictors: their own explainers (.dense)
+        chosen = method_for(task, method)
+        if task == "detection":
+            if target is not None:
+                raise ValueError("a detector's Eigen-CAM is class-agnostic: it takes no target class")
+            return detection_cam(model, images, layer).maps, chosen
+        return segmentation_cam(model, images, chosen, target, layer).maps, chosen
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     # "auto" keeps to CAM only where the card does not point explanations elsewhere

@@ -13,7 +13,7 @@ and VGG (fully-connected heads) and SqueezeNet (a convolutional head):
 * ``xgradcam`` — Fu et al. 2020, arXiv:2008.02312: activation-weighted gradient means.
 * ``layercam`` — Jiang et al. 2021, "LayerCAM", IEEE TIP 30: positive gradients per position.
 * ``eigencam`` — Muhammad & Yeasin 2020, arXiv:2008.00299: the first principal component of the
-  activations (class-agnostic, no gradients).
+  activations (class-agnostic, no gradients; oriented as :mod:`.eigen` says).
 * ``scorecam`` — Wang et al. 2019, arXiv:1910.01279: each channel, upsampled, masks the input;
   the class score of the masked input is its weight (one forward pass per channel: slow).
 
@@ -87,6 +87,22 @@ def _library():
         raise ImportError("gradient-based explanations need pytorch-grad-cam: pip install grad-cam") from e
 
 
+def explainer_class(lib, method: str):
+    """pytorch-grad-cam's class for ``method``; Eigen-CAM's projection oriented by
+    :func:`~archzoo.explain.eigen.first_component` (the library's plain projection has an
+    arbitrary sign, so its rectified map can show the background instead of the object)."""
+    cls = getattr(lib, GRADIENT_METHODS[method])
+    if method != "eigencam":
+        return cls
+    from .eigen import first_component
+
+    class SignedEigenCAM(cls):
+        def get_cam_image(self, input_tensor, target_layer, targets, activations, grads, eigen_smooth):
+            return first_component(torch.as_tensor(activations)).numpy()
+
+    return SignedEigenCAM
+
+
 def gradient_cam(model: nn.Module, images: torch.Tensor, method: str = "gradcam", target=None,
                  layer: str | None = None, batch_size: int = 64) -> torch.Tensor:
     """``[B, H, W]`` maps in [0, 1] at input size by ``method`` (see :data:`GRADIENT_METHODS`).
@@ -110,7 +126,7 @@ def gradient_cam(model: nn.Module, images: torch.Tensor, method: str = "gradcam"
     module = wrapped.tap if layer is None else model.get_submodule(layer)
     x = x.to(model_device(model)).detach().requires_grad_(True)  # gradients reach the layer through the input
     with inspection_mode(model), torch.enable_grad():
-        explainer = getattr(lib, GRADIENT_METHODS[method])(model=wrapped, target_layers=[module])
+        explainer = explainer_class(lib, method)(model=wrapped, target_layers=[module])
         explainer.batch_size = batch_size
         try:
             heat = explainer(input_tensor=x, targets=None if targets is None else [ClassifierOutputTarget(t) for t in targets])

@@ -22,7 +22,7 @@ from typing import Callable
 
 import torch
 
-SOURCES = ("torchvision", "timm", "effdet")
+SOURCES = ("torchvision", "timm", "effdet", "smp")
 BN = r"(weight|bias|running_mean|running_var|num_batches_tracked)"  # a batch norm's tensors, as a regex group
 StateDict = dict[str, torch.Tensor]
 
@@ -85,14 +85,19 @@ def register_converter(
 
 
 def build_reference(reference: str) -> torch.nn.Module:
-    """The reference implementation a card names (``"torchvision:NAME"``, ``"timm:NAME"`` or ``"effdet:NAME"``),
-    with random weights: nothing is downloaded. timm and effdet are only needed (test dependencies) for their references."""
+    """The reference implementation a card names (``"torchvision:NAME"``, ``"timm:NAME"``, ``"effdet:NAME"`` or
+    ``"smp:ARCH/ENCODER"``, e.g. ``"smp:Unet/resnet34"``), with random weights: nothing is downloaded. timm, effdet
+    and segmentation_models_pytorch are only needed (test dependencies) for their references; an smp model is built
+    with ``encoder_weights=None`` and the class count of the card that names it."""
     source, name = reference.split(":", 1)
     if source == "torchvision":
         import torchvision
 
         if name in torchvision.models.list_models(torchvision.models.detection):  # no backbone download either
             return torchvision.models.get_model(name, weights=None, weights_backbone=None)
+        if name in torchvision.models.list_models(torchvision.models.segmentation):  # with its auxiliary head
+            aux = {} if name.startswith("lraspp") else {"aux_loss": True}
+            return torchvision.models.get_model(name, weights=None, weights_backbone=None, **aux)
         return torchvision.models.get_model(name, weights=None)
     if source == "timm":
         import timm
@@ -102,6 +107,14 @@ def build_reference(reference: str) -> torch.nn.Module:
         import effdet
 
         return effdet.create_model(name, pretrained=False, pretrained_backbone=False)
+    if source == "smp":
+        import segmentation_models_pytorch as smp
+
+        from ..registry import list_models, model_card
+
+        arch, _, encoder = name.partition("/")
+        classes = [model_card(n).num_classes for n in list_models() if model_card(n).reference == reference]
+        return getattr(smp, arch)(encoder_name=encoder, encoder_weights=None, classes=classes[0] if classes else 1)
     raise ValueError(f"unknown reference source {source!r}")
 
 
