@@ -67,6 +67,9 @@ def _reference_normalisation(reference: str) -> tuple[tuple, tuple, int, str]:
         import torchvision
 
         w = torchvision.models.get_model_weights(ref).DEFAULT  # metadata only: nothing is downloaded
+        if ref in torchvision.models.list_models(torchvision.models.segmentation):  # COCO images, the VOC classes
+            t = w.transforms()
+            return tuple(t.mean), tuple(t.std), len(w.meta["categories"]), "COCO"
         if "coco" not in w.url.lower():
             t = w.transforms()
             return tuple(t.mean), tuple(t.std), len(w.meta["categories"]), "ImageNet-1k"
