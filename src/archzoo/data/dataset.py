@@ -157,13 +157,16 @@ class ImageDataset(Dataset):
             values = mask[mask != IGNORE_INDEX].long()
         return torch.bincount(values, minlength=self.num_classes)
 
-    def _like(self, class_names, labels, targets, idx=None) -> ImageDataset:
+    def _source(self, idx=None) -> dict:
+        """The image arguments of a dataset holding the items ``idx`` (all: ``None``) of this one."""
         if idx is None:
-            source = dict(images=self.images) if self.images is not None else dict(files=self.files, decode=self.decode)
-        elif self.images is not None:
-            source = dict(images=self.images[idx])
-        else:
-            source = dict(files=[self.files[i] for i in idx.tolist()], decode=self.decode)
+            return dict(images=self.images) if self.images is not None else dict(files=self.files, decode=self.decode)
+        if self.images is not None:
+            return dict(images=self.images[idx])
+        return dict(files=[self.files[i] for i in idx.tolist()], decode=self.decode)
+
+    def _like(self, class_names, labels, targets, idx=None) -> ImageDataset:
+        source = self._source(idx)
         return ImageDataset(class_names, labels, **source, transform=self.transform, task=self.task, targets=targets)
 
     def subset(self, indices: torch.Tensor | Sequence[int]) -> ImageDataset:

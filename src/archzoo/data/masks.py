@@ -380,12 +380,7 @@ class MaskDataset(ImageDataset):
         return self.counts.sum(0)
 
     def _like(self, class_names, labels, targets, idx=None, value_map=None, read_mask=None, counts=None):
-        if idx is None:
-            source = dict(images=self.images) if self.images is not None else dict(files=self.files, decode=self.decode)
-        elif self.images is not None:
-            source = dict(images=self.images[idx])
-        else:
-            source = dict(files=[self.files[i] for i in idx.tolist()], decode=self.decode)
+        source = self._source(idx)
         keys = self.mask_keys
         if keys is not None and idx is not None:
             keys = [keys[i] for i in idx.tolist()]
