@@ -78,7 +78,7 @@ def test_resnet20_cifar10_scores_its_listed_accuracy_on_the_held_out_images(cifa
 # --- detectors and segmenters: the held-out photos and slices named in their records ------------
 
 NUTS_HELD_OUT = ("3", "7", "17")  # the nuts photos yolov8n.nuts never trained on
-MEMBRANE_HELD_OUT = ("20", "21", "22", "23", "24")  # the membrane slices unet_small.membrane never trained on
+MEMBRANE_HELD_OUT = ("20", "21", "22", "23", "24")  # the membrane slices unet.membrane never trained on
 
 
 def _linked(tmp_path: Path, source: Path, names: dict[str, tuple[str, ...]]) -> Path:
@@ -110,8 +110,18 @@ def test_unet_membrane_scores_its_listed_pixel_error_on_the_held_out_slices(tmp_
     membrane = shared_data("membrane")
     files = tuple(f"{n}.png" for n in MEMBRANE_HELD_OUT)
     held_out = _linked(tmp_path / "membrane", membrane, {"image": files, "label": files})
-    record = shipped.SHIPPED[("unet_small", "membrane")]
-    result = _eval_json(capsys, "unet_small.membrane", "--data", str(held_out))
+    record = shipped.SHIPPED[("unet", "membrane")]
+    result = _eval_json(capsys, "unet.membrane", "--data", str(held_out))
     assert result["count"] == 5
     assert result["pixel_error"] == pytest.approx(record.metrics["held_out_pixel_error"], abs=0.002)
     assert result["miou"] == pytest.approx(record.metrics["held_out_miou"], abs=0.002)
+
+
+def test_unet_membrane_builds_through_create_model_at_the_width_it_was_trained_with():
+    model = archzoo.create_model("unet", weights="membrane", num_classes=2, in_chans=1).eval()
+    assert model.build_args["kwargs"] == {"base_width": 16}
+    loaded, meta = archzoo.load_model("unet.membrane")
+    assert meta["model"] == "unet" and meta["kwargs"] == {"base_width": 16}
+    x = torch.randn(1, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), loaded(x), rtol=0, atol=0)

@@ -54,18 +54,34 @@ def create_model(
     card = entry.card
     if (out_indices is not None or out_strides is not None) and not features_only:
         raise ValueError("out_indices and out_strides are only meaningful with features_only=True")
-    build_kwargs = {**card.kwargs, **kwargs}
+    build_kwargs = {**card.kwargs, **_shipped_kwargs(name, weights), **kwargs}
     build_kwargs["num_classes"] = card.num_classes if num_classes is None else num_classes
     build_kwargs["in_chans"] = card.input_size[0] if in_chans is None else in_chans
     model = entry.builder(**build_kwargs)
     model.card = card
-    model.build_args = {"model": name, "kwargs": _jsonable(kwargs), "num_classes": build_kwargs["num_classes"],
+    model.build_args = {"model": name, "kwargs": _jsonable({**_shipped_kwargs(name, weights), **kwargs}), "num_classes": build_kwargs["num_classes"],
                         "in_chans": build_kwargs["in_chans"]}
     if weights is not None:
         load_weights(model, weights)
     if features_only:  # the model is ours alone: the backbone takes its modules over
         return FeatureExtractor(model, out_indices, out_strides=out_strides, copy=False)
     return model
+
+
+def _shipped_kwargs(name: str, weights) -> dict:
+    """The architecture arguments stored with shipped weights named by a tag (``unet.membrane`` is
+    ``unet`` at ``base_width=16``): ``create_model("unet", weights="membrane")`` builds what they fit."""
+    if weights is None or Path(str(weights)).expanduser().is_file():
+        return {}
+    from .checkpoint import read_metadata
+    from .shipped import SHIPPED
+
+    tag = str(weights).split(".", 1)[1] if str(weights).startswith(f"{name}.") else str(weights)
+    if (name, tag) not in SHIPPED:
+        return {}
+    from .shipped import shipped_weights_path
+
+    return dict(read_metadata(shipped_weights_path(name, tag)).get("kwargs") or {})
 
 
 def _jsonable(kwargs: dict) -> dict:

@@ -75,7 +75,7 @@ RANGES: dict[str, Range] = {
     "gamma": _f(0, 1, lo_open=True), "label_smoothing": _f(0, 1, hi_open=True), "mixup": _f(0), "cutmix": _f(0),
     "mix_prob": _f(0, 1), "ema": _f(0, 1, hi_open=True), "clip_grad": _f(0, lo_open=True, optional=True),
     "aux_weight": _f(0), "distill": _f(0, 1), "distill_temperature": _f(0, lo_open=True), "seed": _i(0, 2**32 - 1),
-    "backbone_lr_scale": _f(0), "pad": _i(0, 1024), "erase": _f(0, 1), "workers": _i(0, 256, optional=True),
+    "backbone_lr_scale": _f(0), "pad": _i(0, 1024), "crop_size": _i(1, 16384, optional=True), "erase": _f(0, 1), "workers": _i(0, 256, optional=True),
     "eval_every": _i(1),
     # the data and the model (archzoo.train, create_model)
     "val_split": _f(0, 1, hi_open=True), "image_size": _i(1, 16384, optional=True),

@@ -73,6 +73,9 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
                         "unet (flips, 90-degree and small turns, scale, elastic warp, brightness), pspnet (resize "
                         "0.5-2x, turn, crop, flip, blur): segmentation only)")
     g.add_argument("--pad", type=T("pad"), default=S, help=f"padding of the random crop of small images (default {d['pad']})")
+    g.add_argument("--crop-size", type=T("crop_size"), default=S,
+                   help="detection and segmentation: train on random crops of this side, cut after the augmentation "
+                        "at --image-size scale (e.g. 256 crops of 512 slices); validation sees whole images (default off)")
     g.add_argument("--flip", action=B, default=S, help="random horizontal flips (default on)")
     g.add_argument("--erase", type=T("erase"), default=S,
                    help="random erasing: probability of blanking a random box of each training image with noise (default 0)")
@@ -113,6 +116,9 @@ def register(subparsers) -> None:
     m.add_argument("--teacher", help="distil from this trained checkpoint (or <model>.<tag>) of the same classes")
     m.add_argument("--drop-rate", type=T("drop_rate"), help="dropout before the classifier")
     m.add_argument("--drop-path-rate", type=T("drop_path_rate"), help="stochastic depth rate")
+    m.add_argument("--model-kwargs", nargs="+", metavar="KEY=VALUE", type=model_kwarg, default=[],
+                   help="architecture arguments, e.g. base_width=16 output_stride=8 (values read as JSON, else text); "
+                        "stored in the checkpoint")
     m.add_argument("--out", help="run folder (default: runs/<model>, numbered if taken)")
     m.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR where it stopped")
     m.add_argument("--overwrite", action="store_true", help="start afresh in an --out that holds a run")
@@ -123,6 +129,19 @@ def register(subparsers) -> None:
     o.add_argument("--tensorboard", action="store_true", help="also write TensorBoard events to RUN_DIR/tensorboard")
     add_recipe_arguments(p)
     p.set_defaults(func=run)
+
+
+def model_kwarg(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` of ``--model-kwargs``: the value read as JSON (``16``, ``true``, ``[1, 2]``), else as text."""
+    import json
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE with KEY an argument name (e.g. base_width=16)")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def default_out(model: str) -> Path:
@@ -138,7 +157,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.resume is None and (args.model is None or args.data is None):
         raise ValueError("give a model and --data (or --resume RUN_DIR)")
-    model_kwargs = {k: v for k, v in (("drop_rate", args.drop_rate), ("drop_path_rate", args.drop_path_rate)) if v is not None}
+    model_kwargs = dict(args.model_kwargs)
+    for k, v in (("drop_rate", args.drop_rate), ("drop_path_rate", args.drop_path_rate)):
+        if v is not None:
+            if k in model_kwargs:
+                raise ValueError(f"--model-kwargs {k}=... and --{k.replace('_', '-')} both set {k}; give one")
+            model_kwargs[k] = v
     out = args.out if args.resume is None else None
     if out is None and args.resume is None:
         out = default_out(args.model)

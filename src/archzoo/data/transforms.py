@@ -151,11 +151,17 @@ class DenseTransform:
     * ``"pspnet"``: PSPNet's (Zhao et al. 2017, arXiv:1612.01105, section 4.1): random resize to
       0.5..2x of ``s`` (aspect kept), rotation up to 10 degrees, a random ``s x s`` crop (padded
       where the image is smaller), a flip and, half the time, a Gaussian blur.
+
+    ``crop`` (training only): after the recipe, a random ``crop x crop`` window of the ``s x s``
+    picture (padded with ``IGNORE_INDEX`` / 0 where it is smaller). The network then trains on
+    pieces at the scale it will be evaluated at, whole ``s x s`` images (a U-Net on 256-pixel
+    crops of 512-pixel slices, as mmsegmentation's ``crop_size``).
     """
 
     def __init__(self, train: bool, input_size: int, mean: Sequence[float], std: Sequence[float], *,
                  in_chans: int | None = None, small: bool | None = None, pad: int = 4, flip: bool = True,
-                 scale: tuple[float, float] = (0.08, 1.0), boxes: bool = False, recipe: str = "basic") -> None:
+                 scale: tuple[float, float] = (0.08, 1.0), boxes: bool = False, recipe: str = "basic",
+                 crop: int | None = None) -> None:
         from torchvision import tv_tensors
 
         from .dataset import IGNORE_INDEX
@@ -199,6 +205,8 @@ class DenseTransform:
             ops = [v2.RandomResizedCrop(s, scale=scale, antialias=True)]
         if train and flip and recipe not in ("none", *SEGMENTATION_AUGMENTS):  # those place their own flips
             ops.append(v2.RandomHorizontalFlip())
+        if train and crop:  # a random crop of the augmented picture, at its scale (padded where it is smaller)
+            ops.append(v2.RandomCrop(int(crop), pad_if_needed=True, fill=fill))
         if boxes:  # clamp first: a resize can leave an edge a float step past the image, and sanitizing would drop it
             ops += [v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(labels_getter=per_box_targets)]
         self.geometric = v2.Compose(ops)

@@ -61,6 +61,8 @@ class TrainConfig:
     backbone_lr_scale: float = 1.0
     augment: str = "basic"
     pad: int = 4  # pad-and-crop of small images (<= 64 px)
+    crop_size: int | None = None  # detection/segmentation: train on random crops of this side, cut from the
+    # augmented image at --image-size scale; validation sees whole images (as mmsegmentation's crop_size)
     flip: bool = True  # random horizontal flips (off for digits and text)
     erase: float = 0.0  # random-erasing probability per training image (Zhong et al. 2017); 0 = off
     workers: int | None = None  # DataLoader processes (default: min(8, CPUs - 1)); unused on the fast path

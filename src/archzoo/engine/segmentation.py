@@ -58,6 +58,7 @@ class SegmentationTask(Task):
         from ..data.transforms import DenseTransform
 
         return DenseTransform(train, input_size, mean, std, in_chans=in_chans, pad=cfg.pad, flip=cfg.flip,
+                              crop=cfg.crop_size if train else None,
                               recipe=cfg.augment if train else "basic")
 
     @staticmethod

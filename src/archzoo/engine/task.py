@@ -52,7 +52,7 @@ class Task:
     def batch_augment(self, train: bool, cfg, input_size: int, mean, std, in_chans: int):
         """A :class:`~archzoo.data.gpu.BatchAugment` for in-memory data, or ``None`` where the
         task (or this recipe) needs the per-sample path."""
-        if not self.device_keys or (train and cfg.augment not in ("basic", "none")):
+        if not self.device_keys or (train and (cfg.augment not in ("basic", "none") or cfg.crop_size)):
             return None
         from ..data.gpu import BatchAugment
 
@@ -285,6 +285,11 @@ def make_task(name: str, class_names: list[str], *, num_classes: int | None = No
 
     cfg = cfg or TrainConfig()
     num_classes = num_classes or len(class_names)
+    if cfg.crop_size and name == "classification":
+        from ..validate import UserError
+
+        raise UserError("crop_size (--crop-size) crops detection and segmentation samples; a classifier's crops come "
+                        "from --augment (random-resized or pad-and-crop)")
     if cfg.loss != "ce" and name != "segmentation":
         from ..validate import UserError
 

@@ -1,0 +1,67 @@
+"""Test-time augmentation of segmenters (archzoo.segmentation.tta): the averaged probabilities
+against a hand computation, exactness for a net that commutes with flips and turns, and errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from archzoo.segmentation.tta import TestTimeAugment
+
+
+class RampNet(nn.Module):
+    """Logits that depend on the position (a ramp across x), so every view sees something else."""
+
+    num_classes = 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 1)
+
+    def forward(self, x):
+        ramp = torch.linspace(0, 2, x.shape[-1]).view(1, 1, 1, -1)
+        return self.conv(x) + ramp * torch.tensor([1.0, -1.0, 0.5]).view(1, 3, 1, 1)
+
+
+def test_flip_averages_the_softmax_of_the_image_and_of_its_mirror_mapped_back():
+    torch.manual_seed(0)
+    net, x = RampNet().eval(), torch.randn(2, 1, 8, 12)
+    with torch.no_grad():
+        want = (net(x).softmax(1) + net(x.flip(-1)).softmax(1).flip(-1)) / 2
+        got = TestTimeAugment(net, "flip").eval()(x)
+    torch.testing.assert_close(got.softmax(1), want)
+    torch.testing.assert_close(got.exp().sum(1), torch.ones(2, 8, 12))
+
+
+def test_d4_averages_eight_views_on_a_non_square_image():
+    torch.manual_seed(1)
+    net, x = RampNet().eval(), torch.randn(1, 1, 6, 10)
+    views = []
+    with torch.no_grad():
+        for k in range(4):
+            for mirror in (False, True):
+                v = x.flip(-1) if mirror else x
+                p = torch.rot90(net(torch.rot90(v, k, (-2, -1))).softmax(1), -k, (-2, -1))
+                views.append(p.flip(-1) if mirror else p)
+        got = TestTimeAugment(net, "d4").eval()(x)
+    assert got.shape == (1, 3, 6, 10)
+    torch.testing.assert_close(got.softmax(1), torch.stack(views).mean(0))
+    plain = net(x).softmax(1)
+    assert not torch.allclose(got.softmax(1), plain, atol=1e-3)  # the ramp makes the views differ
+
+
+def test_a_net_that_commutes_with_flips_and_turns_is_unchanged():
+    torch.manual_seed(2)
+    net = nn.Conv2d(1, 3, 1).eval()
+    net.num_classes = 3
+    x = torch.randn(2, 1, 9, 9)
+    with torch.no_grad():
+        torch.testing.assert_close(TestTimeAugment(net, "d4").eval()(x).softmax(1), net(x).softmax(1))
+
+
+def test_training_mode_and_unknown_views_are_refused():
+    with pytest.raises(ValueError, match="views must be one of"):
+        TestTimeAugment(RampNet(), "rot45")
+    with pytest.raises(RuntimeError, match="for evaluation"):
+        TestTimeAugment(RampNet(), "flip").train()(torch.randn(1, 1, 4, 4))
