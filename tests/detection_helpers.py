@@ -11,14 +11,18 @@ import torch
 from archzoo.data.shapes import generate
 
 
-def shapes_detection(n: int, size: int = 64, subset: str = "train", objects=(1, 3), classes: int = 3):
-    """``n`` float images ``[3, size, size]`` in 0..1 and their targets (``boxes`` xyxy pixels, ``labels``)."""
+def shapes_detection(n: int, size: int = 64, subset: str = "train", objects=(1, 3), classes: int = 3,
+                     masks: bool = False):
+    """``n`` float images ``[3, size, size]`` in 0..1 and their targets (``boxes`` xyxy pixels, ``labels``;
+    with ``masks`` also the instance masks ``[k, size, size]``, bool)."""
     data = generate(n, size=size, objects=objects, stream=subset, classes=classes)
     images = list((data.images.float() / 255).unbind(0))
     targets = []
     for i in range(n):
         t = data.target(i)
         targets.append({"boxes": t["boxes"].float(), "labels": t["labels"].long()})
+        if masks:
+            targets[-1]["masks"] = t["masks"]
     return images, targets
 
 

@@ -70,7 +70,7 @@ def _reference_normalisation(reference: str) -> tuple[tuple, tuple, int, str]:
         if ref in torchvision.models.list_models(torchvision.models.segmentation):  # COCO images, the VOC classes
             t = w.transforms()
             return tuple(t.mean), tuple(t.std), len(w.meta["categories"]), "COCO"
-        if "coco" not in w.url.lower():
+        if ref not in torchvision.models.list_models(torchvision.models.detection):
             t = w.transforms()
             return tuple(t.mean), tuple(t.std), len(w.meta["categories"]), "ImageNet-1k"
         # a detector normalises inside the model (its GeneralizedRCNNTransform)

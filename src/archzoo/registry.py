@@ -76,6 +76,9 @@ class ModelCard:
     ``min_input_size`` the smallest it accepts (tests run there to keep CI fast). ``cam_layer`` is
     the module gradient-based explanations use (``None``: the output of ``forward_features``).
     ``default_weights`` says what the usual weights were trained on (see :class:`WeightsRecord`).
+    ``instance_masks``: a detector that also predicts a mask per detection (Mask R-CNN); its
+    training and evaluation data are read with per-object masks (``target["masks"]``), which other
+    detectors are not given (:func:`archzoo.engine.detection.wants_masks`).
     """
 
     name: str
@@ -94,6 +97,7 @@ class ModelCard:
     cam_layer: str | None = None
     notes: str = ""
     kwargs: dict = field(default_factory=dict)
+    instance_masks: bool = False
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.tricks if t not in TRICKS]
@@ -101,6 +105,8 @@ class ModelCard:
             raise ValueError(f"model {self.name!r} names unknown tricks {unknown}; add them to archzoo/tricks.py")
         if self.task not in TASKS:
             raise ValueError(f"model {self.name!r}: task must be one of {TASKS}, got {self.task!r}")
+        if self.instance_masks and self.task != "detection":
+            raise ValueError(f"model {self.name!r}: instance_masks is for detectors, not a {self.task} model")
         if not self.heads:
             raise ValueError(f"model {self.name!r}: heads must name at least the main classifier")
         if not self.input_convs:

@@ -140,6 +140,12 @@ _add("searched_block_table", "Search each block's kernel, expansion, width, SE a
      "Howard et al., Searching for MobileNetV3, arXiv:1905.02244", 2019)
 _add("efficient_last_stage", "Pool before the last 1x1 convolutions: the widest layer runs on a 1x1 vector, not a 7x7 map, cutting the final stage's cost.",
      "Howard et al., Searching for MobileNetV3, arXiv:1905.02244", 2019)
+_add("channel_shuffle", "After grouped or split operations, interleave the groups' channels so the next layer mixes information from all of them.",
+     "Zhang et al., ShuffleNet: An Extremely Efficient CNN for Mobile Devices, arXiv:1707.01083", 2017)
+_add("channel_split", "Split a unit's channels in two: one half passes unchanged, the other goes through an equal-width 1x1-depthwise-1x1 branch; concatenate (no addition, no grouped 1x1s).",
+     "Ma et al., ShuffleNet V2: Practical Guidelines for Efficient CNN Architecture Design, arXiv:1807.11164", 2018)
+_add("large_kernel_depthwise", "Use 5x5 instead of 3x3 depthwise kernels: a much larger receptive field for few extra multiply-adds, which detection needs.",
+     "Qin et al., ThunderNet (SNet), arXiv:1903.11752", 2019)
 
 # --- residual inception and searched cells ---------------------------------------------------
 _add("residual_inception", "Project an Inception block's concatenated branches back to the input width, scale by 0.1-0.3 and add the input.",
@@ -164,6 +170,30 @@ _add("hard_negative_mining", "Train on all positives but only the highest-loss n
      "Liu et al., SSD: Single Shot MultiBox Detector, arXiv:1512.02325", 2015)
 _add("feature_pyramid", "Add a top-down path with lateral 1x1 connections so every pyramid level has strong semantics at its own resolution.",
      "Lin et al., Feature Pyramid Networks for Object Detection, arXiv:1612.03144", 2016)
+_add("selective_search", "Propose class-agnostic object regions bottom-up: over-segment the image, then greedily merge the most similar neighbours (colour, texture, size, fill), every region of the hierarchy a candidate box.",
+     "Uijlings, van de Sande, Gevers & Smeulders, Selective Search for Object Recognition, IJCV", 2013)
+_add("region_warping", "Crop each proposal with some context around it, warp it to the CNN's fixed input size whatever its aspect ratio, and run the whole CNN on it: one forward per region.",
+     "Girshick et al., Rich feature hierarchies for accurate object detection and semantic segmentation (R-CNN), arXiv:1311.2524", 2014)
+_add("region_proposal_network", "Propose object regions from the detector's own feature maps: a small conv head scores anchors as object or not and regresses their boxes; NMS keeps the best as the second stage's proposals.",
+     "Ren et al., Faster R-CNN: Towards Real-Time Object Detection with Region Proposal Networks, arXiv:1506.01497", 2015)
+_add("roi_pooling", "Cut each region's features out of the shared map by max pooling it on a fixed grid (e.g. 7x7): regions of any size feed the same FC layers, the CNN runs once per image.",
+     "Girshick, Fast R-CNN, arXiv:1504.08083 (after He et al.'s SPP-net, arXiv:1406.4729)", 2015)
+_add("roi_align", "Pool region features without rounding: sample each grid cell bilinearly at exact positions and average, so features stay aligned with the region.",
+     "He et al., Mask R-CNN, arXiv:1703.06870", 2017)
+_add("multi_task_loss", "Train region classification (softmax over classes plus background) and class-specific box regression (smooth L1, positives only) together in one loss.",
+     "Girshick, Fast R-CNN, arXiv:1504.08083", 2015)
+_add("balanced_sampling", "Learn from a fixed-size mini-batch of anchors or regions per image with a capped fraction of positives (RPN: 256, half; RoIs: 512, a quarter), not from all of them.",
+     "Girshick, Fast R-CNN, arXiv:1504.08083; Ren et al., Faster R-CNN, arXiv:1506.01497", 2015)
+_add("mask_branch", "Add to each region a small FCN that predicts a binary mask per class on RoIAlign features; only the true class's mask is trained (no competition between classes).",
+     "He et al., Mask R-CNN, arXiv:1703.06870", 2017)
+_add("position_sensitive_roi_pooling", "Give each of a region's k x k cells its own group of channels and pool each cell only from its group: the map encodes where in the object a position lies, so little computation is left per region.",
+     "Dai et al., R-FCN: Object Detection via Region-based Fully Convolutional Networks, arXiv:1605.06409", 2016)
+_add("thin_feature_map", "Make the map the RoIs are pooled from thin (alpha x k x k channels, e.g. 10 x 7 x 7) and follow the pooling with one small FC layer: a light detection head whose cost barely grows with the number of regions.",
+     "Li et al., Light-Head R-CNN: In Defense of Two-Stage Object Detector, arXiv:1711.07264", 2017)
+_add("context_enhancement", "Merge three scales into one detection map: the stride-16 map, the stride-32 map upsampled, and the globally pooled map broadcast, each through a 1x1 conv, summed (a cheap FPN-like context).",
+     "Qin et al., ThunderNet: Towards Real-time Generic Object Detection on Mobile Devices, arXiv:1903.11752", 2019)
+_add("spatial_attention_module", "Re-weight the detection map by a sigmoid of a 1x1 conv of the RPN's hidden features: the RPN, trained to tell objects from background, highlights foreground positions for the RoI head.",
+     "Qin et al., ThunderNet: Towards Real-time Generic Object Detection on Mobile Devices, arXiv:1903.11752", 2019)
 _add("focal_loss", "Scale the cross entropy by (1 - p_t)^gamma so well-classified (mostly background) anchors contribute little: dense one-stage training works.",
      "Lin et al., Focal Loss for Dense Object Detection (RetinaNet), arXiv:1708.02002", 2017)
 _add("group_norm", "Normalise over groups of channels within each sample: statistics that do not depend on the batch size.",
@@ -190,6 +220,10 @@ _add("task_aligned_assignment", "Pick positives by a score combining classificat
      "Feng et al., TOOD: Task-aligned One-stage Object Detection, arXiv:2108.07755", 2021)
 _add("distribution_focal_loss", "Predict each box side as a discrete distribution over distances, trained to concentrate on the two bins around the target.",
      "Li et al., Generalized Focal Loss, arXiv:2006.04388", 2020)
+_add("anchor_refinement", "Refine anchors in two steps: a first head filters easy negatives (binary objectness) and coarsely regresses the anchors; a second classifies and regresses from the refined anchors, fed by a top-down pyramid.",
+     "Zhang et al., Single-Shot Refinement Neural Network for Object Detection (RefineDet), arXiv:1711.06897", 2017)
+_add("scale_permuted_backbone", "Let a backbone's blocks change scale in any order and read two earlier blocks of any scale (resampled), so one network gives the multi-scale pyramid without a decoder; the order and connections are searched.",
+     "Du et al., SpineNet: Learning Scale-Permuted Backbone for Recognition and Localization, arXiv:1912.05027", 2019)
 
 # --- semantic segmentation (U-Net, DeepLab, LR-ASPP) ---------------------------------------------
 _add("encoder_decoder_skips", "Mirror the downsampling encoder with an upsampling decoder and feed each decoder level the encoder's map of the same resolution (concatenated): context from the deep path, localisation from the skips.",

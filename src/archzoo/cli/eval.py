@@ -15,7 +15,10 @@ matched to the checkpoint's by name; a class the checkpoint does not know is an 
 A detector is scored on a detection set (``shapes-det``, Pascal VOC, COCO JSON, YOLO txt; see
 ``archzoo.data``) by pycocotools: ``map`` (AP at IoU 0.5:0.95), ``map50``, ``map75``,
 ``per_class`` (``{class: {"map", "map50"}}``) and ``count``; difficult (VOC) and crowd (COCO)
-objects are ignored. ``data_description`` says which format was read and what it holds.
+objects are ignored. ``data_description`` says which format was read and what it holds. A
+detector that predicts instance masks (Mask R-CNN) is scored on its masks too, where the data
+has them (``shapes-det``, COCO polygons or RLE): ``mask_map``, ``mask_map50``, ``mask_map75``
+(COCO's mask AP, pycocotools ``segm``, masks above 0.5) and ``mask_map`` / ``mask_map50`` per class.
 
 A segmenter is scored on a segmentation set (``shapes-seg``, image/mask folders ``masks:DIR``,
 Pascal VOC ``vocseg:DIR``, COCO ``cocoseg:FILE``; see ``archzoo.data``; mask values mapped to
@@ -75,11 +78,11 @@ def default_subset(spec: str) -> str:
 
 
 def load_eval_data(spec: str, meta: dict, subset: str | None, skip_bad: bool, held_out: float | None = None,
-                   seed: int = 0, task: str | None = None):
+                   seed: int = 0, task: str | None = None, masks: bool = False):
     """``(dataset to score, skipped files, description)``, decoded the way the checkpoint's run
     decoded its data (for the model's ``task``; a segmentation set's mask values mapped to classes
-    by the checkpoint's ``class_map`` where it has one); with ``held_out``, the validation part of
-    the seeded split."""
+    by the checkpoint's ``class_map`` where it has one; ``masks``: a detection set's instance masks
+    too); with ``held_out``, the validation part of the seeded split."""
     from ..data import BUILTIN, load_dataset
 
     size = meta.get("input_size", [None, None, None])[-1]
@@ -89,19 +92,19 @@ def load_eval_data(spec: str, meta: dict, subset: str | None, skip_bad: bool, he
         if not 0.0 < held_out < 1.0:
             raise ValueError(f"--held-out must be a fraction between 0 and 1, got {held_out}")
         splits = load_dataset(spec, val_split=held_out, seed=seed, subset=subset or "train", skip_bad=skip_bad,
-                              image_size=image_size, task=task, class_map=meta.get("class_map"))
+                              image_size=image_size, task=task, class_map=meta.get("class_map"), masks=masks)
         return splits.val, splits.bad_files, splits.description
     splits = load_dataset(spec, val_split=0.0, subset=subset or default_subset(spec), skip_bad=skip_bad,
-                          image_size=image_size, task=task, class_map=meta.get("class_map"))
+                          image_size=image_size, task=task, class_map=meta.get("class_map"), masks=masks)
     return splits.train, splits.bad_files, splits.description
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..engine.detection import wants_masks
     from ..engine.evaluate import evaluate_model, model_task
     from ..io import load_model
-    from .common import checkpoint_input, console, print_json, print_table
-
     from ..validate import check_writable_file, shown
+    from .common import checkpoint_input, console, print_json, print_table
 
     if args.confusion:
         check_writable_file(args.confusion, "--confusion")
@@ -109,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     names = meta.get("class_names") or [str(i) for i in range(model.num_classes)]
     task = model_task(model, names)  # the card's task decides what is read, measured and shown
     data, bad_files, description = load_eval_data(args.data, meta, args.subset, args.skip_bad, args.held_out, args.seed,
-                                                  task.name)
+                                                  task.name, masks=wants_masks(model))
     _, size, mean, std = checkpoint_input(model, meta)
     m = evaluate_model(model, data, input_size=size, mean=mean, std=std, class_names=meta.get("class_names"),
                        batch_size=args.batch_size, device=args.device, workers=args.workers, task=task)

@@ -11,6 +11,10 @@ A detector lists, per image, the detections scoring ``--score-threshold`` (defau
 at most ``--topk`` (default 100): ``--json`` prints each image's ``file`` and ``detections``
 (``label`` (class name), ``index``, ``score``, ``box`` ``[x1, y1, x2, y2]`` in the original
 image's pixels). ``--out DIR`` writes each image with its boxes drawn to ``DIR/<name>.png``.
+A detector that predicts instance masks (Mask R-CNN) adds to each detection its ``mask`` in the
+original image's pixels: ``area`` (pixels), ``size`` ``[height, width]`` and ``counts``, COCO's
+compressed run-length encoding (``pycocotools.mask.decode({"size": size, "counts": counts})``
+gives the 0/1 mask back); ``--out`` draws the masks, half transparent, under the boxes.
 
 A segmenter lists, per image, the classes covering it (``top``: ``class``, ``index``, ``share``
 of its pixels, largest first; all of them unless ``--topk``). ``--out DIR`` writes

@@ -56,6 +56,7 @@ def load_dataset(
     format: str | None = None,
     task: str | None = None,
     class_map=None,
+    masks: bool = False,
 ) -> DatasetSplits:
     """Load ``spec`` and split it into train and validation sets.
 
@@ -79,6 +80,9 @@ def load_dataset(
     for its masks; ``voc:``/``coco:`` with ``task="segmentation"`` read the VOC/COCO masks.
     ``class_map``: a segmentation checkpoint's map from mask values to classes
     (:meth:`.masks.ValueMap.to_json`), so new data is read the way the model was trained.
+    ``masks``: a detection set also carries instance masks (``target["masks"]``, ``[k, H, W]``, one
+    per box) where the data has them (``shapes-det``; COCO polygons or RLE), for a detector that
+    predicts masks (:func:`archzoo.engine.detection.wants_masks`); off, none are read or kept.
     """
     bad: list[tuple[str, str]] = []
     description = ""
@@ -93,7 +97,7 @@ def load_dataset(
     elif name in _SHAPES_TASKS:
         from .shapes import load_shapes_dataset
 
-        ds = load_shapes_dataset(official, size=image_size, task=_SHAPES_TASKS[name])
+        ds = load_shapes_dataset(official, size=image_size, task=_SHAPES_TASKS[name], masks=masks)
     else:
         path = Path(spec).expanduser()
         if path.is_symlink() and not path.exists():
@@ -117,7 +121,7 @@ def load_dataset(
         if fmt in SEGMENTATION_FORMATS:
             ds, bad, description = load_segmentation(path, fmt, subset, skip_bad, class_map)
         elif fmt is not None:
-            ds, bad, description = load_detection(path, fmt, subset, skip_bad)
+            ds, bad, description = load_detection(path, fmt, subset, skip_bad, masks)
         elif cifar.is_cifar_dir(path):
             ds, bad = cifar.load_cifar(path, official, skip_bad=skip_bad)
         elif idx.is_idx_dir(path):
@@ -209,14 +213,15 @@ def load_segmentation(path: Path, fmt: str, subset: str = "train", skip_bad: boo
     return load_mask_folders(path, subset.lower(), skip_bad=skip_bad, class_map=class_map)
 
 
-def load_detection(path: Path, fmt: str, subset: str = "train", skip_bad: bool = False):
-    """``(dataset, bad items, description)`` of a detection set of format ``fmt`` at ``path``."""
+def load_detection(path: Path, fmt: str, subset: str = "train", skip_bad: bool = False, masks: bool = False):
+    """``(dataset, bad items, description)`` of a detection set of format ``fmt`` at ``path``
+    (``masks``: with the instance masks of a COCO set's polygons or RLE; VOC and YOLO have none)."""
     from . import coco, voc, yolo_txt
     from .folder import resolve_root
 
     if fmt == "coco":
         root = path if path.is_file() else resolve_root(path, subset)
-        return coco.load_coco(root, subset.lower(), skip_bad=skip_bad)
+        return coco.load_coco(root, subset.lower(), skip_bad=skip_bad, masks=masks)
     if not path.is_dir():
         raise ValueError(f"a {fmt} dataset is a folder, not the file {path}")
     root = resolve_root(path, subset)

@@ -16,6 +16,18 @@ negative. Bad: malformed JSON, a missing field, duplicate image, annotation or c
 an annotation naming an unknown image or category, a bbox that is not 4 finite numbers, has no
 width or height or lies outside the image, a missing or unreadable image, and, where the images
 lie beside the JSON (one JSON per split folder), an image file the JSON does not list.
+
+Instance masks (``masks=True``, for a detector that predicts them: Mask R-CNN): each object's
+``segmentation``, polygons or RLE (compressed or not), becomes ``target["masks"]``, uint8 0/1
+``[k, H, W]`` in the order of the boxes, drawn by ``pycocotools.mask`` as ``COCO.annToMask``
+draws it (:func:`.coco_seg.decode`) when the item is read (:class:`CocoInstances`), so only the
+outlines are held in memory. Crowds keep their (RLE) region as the mask and stay flagged
+``difficult``: the evaluation ignores what matches them, as COCO's does. Also bad then, naming
+the JSON file and the annotation: an object without a segmentation (``[]`` or none), a polygon
+of fewer than 3 points or reaching more than :data:`~.annotations.TOLERANCE` px outside the
+image, an RLE whose ``size`` is not the image's or whose counts do not decode or cover it, and a
+mask with no pixel. A file none of whose annotations has a segmentation (a box-only export) is
+read without masks (the description says so).
 """
 
 from __future__ import annotations
@@ -24,8 +36,11 @@ import json
 import os
 from pathlib import Path
 
+import torch
+
 from ..validate import shown
 from .annotations import AnnotationError, Item, Problems, finish, number
+from .dataset import ImageDataset
 
 FORMAT = "COCO JSON"
 
@@ -240,15 +255,151 @@ def _bbox(a: dict, what: str) -> list[float]:
     return [x, y, x + w, y + h]
 
 
-def load_coco(path: Path, subset: str = "train", *, skip_bad: bool = False):
-    """``(dataset, bad items, description)`` of a COCO set (see the module doc)."""
+def _bbox_and_outline(a: dict, what: str):
+    """``(box, segmentation or None)``: the ``bbox`` and, where the annotation has one, its
+    ``segmentation`` checked for form (:func:`.coco_seg._segmentation`)."""
+    from .coco_seg import _segmentation
+
+    seg = a.get("segmentation") if isinstance(a, dict) else None
+    return _bbox(a, what), (None if seg is None or seg == [] else _segmentation(a, what))
+
+
+def load_coco(path: Path, subset: str = "train", *, skip_bad: bool = False, masks: bool = False):
+    """``(dataset, bad items, description)`` of a COCO set (see the module doc); with ``masks``,
+    a :class:`CocoInstances` whose items carry instance masks, where the file has outlines."""
     problems = Problems(skip_bad)
-    js, _, names, items, objects = read_coco(path, subset, problems, _bbox)
+    js, _, names, items, objects = read_coco(path, subset, problems, _bbox_and_outline if masks else _bbox)
+    outlines = masks and any(parsed[1] is not None for objs in objects.values() for _, _, parsed, _ in objs)
+    segmentations = {}
     for iid, it in items.items():
-        for label, crowd, box, what in objects.get(iid, ()):
+        segs = segmentations.setdefault(iid, [])
+        for label, crowd, parsed, what in objects.get(iid, ()):
+            box, seg = parsed if masks else (parsed, None)
             it.boxes.append(box)
             it.labels.append(label)
             it.difficult.append(crowd)
             it.where.append(what)
+            segs.append(seg)
+    if outlines:
+        sizes = _check_outlines(js, items, segmentations, problems)
     ds, text = finish(list(items.values()), names, problems, FORMAT, js)
+    if outlines:
+        by_image = {it.image: iid for iid, it in items.items()}
+        keys = [by_image[f] for f in ds.files]
+        ds = CocoInstances(ds, [segmentations[k] for k in keys], [sizes[k] for k in keys])
+        text += "; instance masks from the segmentations"
+    elif masks:
+        text += f"; no instance masks ({js.name} has no segmentation)"
     return ds, problems.items, text
+
+
+def _check_outlines(js: Path, items: dict, segmentations: dict, problems: Problems) -> dict:
+    """Check every object's outline against its image (see the module doc); the bad ones are
+    ``problems`` (their images left out under ``skip_bad``). Returns each image's ``(h, w)``:
+    the JSON's ``width``/``height`` (which :func:`finish` checks against the file), else the file's."""
+    from pycocotools import mask as mask_utils
+
+    from .annotations import TOLERANCE
+
+    sizes = {}
+    for iid, it in items.items():
+        w, h = it.size if it.size is not None and all(it.size) else _file_size(it.image) or (0, 0)
+        sizes[iid] = (h, w)
+        if not h or not w:  # the image does not open: finish() names it
+            continue
+        for seg, what in zip(segmentations[iid], it.where):
+            try:
+                if seg is None:
+                    raise ValueError(f"{what}: has no segmentation (polygons or RLE); a model that predicts masks "
+                                     "needs the outline of every object")
+                if isinstance(seg, list):
+                    pts = [v for poly in seg for v in poly]
+                    xs, ys = pts[0::2], pts[1::2]
+                    if min(xs) < -TOLERANCE or min(ys) < -TOLERANCE or max(xs) > w + TOLERANCE or max(ys) > h + TOLERANCE:
+                        raise ValueError(f"{what}: polygon reaches ({min(xs):g}..{max(xs):g}, {min(ys):g}..{max(ys):g}), "
+                                         f"outside the {w}x{h} image")
+                elif list(seg["size"]) != [h, w]:
+                    raise ValueError(f"{what}: RLE size {seg['size']} (height, width) is not the image's [{h}, {w}]")
+                elif isinstance(seg["counts"], str):  # pycocotools decodes bad counts to garbage, unchecked
+                    runs = rle_counts(seg["counts"])
+                    if runs is None or min(runs, default=0) < 0 or sum(runs) != h * w:
+                        raise ValueError(f"{what}: RLE counts do not decode to runs covering the {w}x{h} image "
+                                         f"(a corrupt or truncated string)")
+                area = int(mask_utils.area(_rle(seg, h, w)))
+                if area == 0:
+                    raise ValueError(f"{what}: segmentation covers no pixel (an empty mask)")
+            except ValueError as e:
+                problems(js, str(e), key=it.image)
+                break
+    return sizes
+
+
+def _rle(seg, h: int, w: int) -> dict:
+    """One compressed RLE of an object's polygons or RLE (``pycocotools.mask``)."""
+    from pycocotools import mask as mask_utils
+
+    if isinstance(seg, list):
+        return mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
+    if isinstance(seg["counts"], list):
+        return mask_utils.frPyObjects(seg, h, w)
+    return {"size": list(seg["size"]), "counts": seg["counts"].encode("ascii")}
+
+
+def rle_counts(s: str) -> list[int] | None:
+    """The run lengths of COCO's compressed RLE string ``s`` (``None`` where it ends inside a
+    number). Each number is written in 5-bit groups, low first, as characters from ``'0'`` (48)
+    with bit 0x20 meaning "more follows" and bit 0x10 of the last group its sign; from the third
+    number on, each is stored as its difference from the number two before it."""
+    counts: list[int] = []
+    p = 0
+    while p < len(s):
+        x = k = 0
+        more = True
+        while more:
+            if p >= len(s):
+                return None
+            c = ord(s[p]) - 48
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p, k = p + 1, k + 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        counts.append(x + counts[-2] if len(counts) > 2 else x)
+    return counts
+
+
+def _file_size(path: str) -> tuple[int, int] | None:
+    """``(width, height)`` of an image file as decoded (EXIF orientation applied), else ``None``."""
+    from .annotations import _probe
+
+    size, _ = _probe(path)
+    return size
+
+
+class CocoInstances(ImageDataset):
+    """A COCO detection set whose items also carry ``masks`` (uint8 0/1 ``[k, H, W]``, one per box),
+    drawn from the objects' polygons or RLE when an item is read (see the module doc). Built from
+    the box dataset ``ds`` with, per item, its objects' segmentations (in box order) and its
+    image's ``(h, w)``; subsets, splits and class remaps keep them."""
+
+    def __init__(self, ds: ImageDataset, segmentations: list[list], sizes: list[tuple[int, int]]) -> None:
+        super().__init__(ds.class_names, **ds._source(), transform=ds.transform, task="detection", targets=ds.targets)
+        if len(segmentations) != len(self) or len(sizes) != len(self):
+            raise ValueError(f"{len(self)} images but {len(segmentations)} segmentation lists and {len(sizes)} sizes")
+        self.segmentations, self.sizes = list(segmentations), list(sizes)
+
+    def target(self, i: int) -> dict:
+        from .coco_seg import decode
+
+        out = super().target(i)
+        h, w = self.sizes[i]
+        segs = self.segmentations[i]
+        masks = [torch.from_numpy(decode(seg, h, w)) for seg in segs]
+        out["masks"] = torch.stack(masks) if masks else torch.zeros(0, h, w, dtype=torch.uint8)
+        return out
+
+    def _like(self, class_names, labels, targets, idx=None) -> CocoInstances:
+        base = ImageDataset(class_names, labels, **self._source(idx), transform=self.transform, task=self.task,
+                            targets=targets)
+        pick = range(len(self)) if idx is None else idx.tolist()
+        return CocoInstances(base, [self.segmentations[j] for j in pick], [self.sizes[j] for j in pick])

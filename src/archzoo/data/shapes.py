@@ -302,14 +302,16 @@ def semantic_masks(data: Shapes) -> torch.Tensor:
 
 
 def load_shapes_dataset(subset: str = "train", size: int | None = None, task: str = "classification",
-                        n: int | None = None) -> ImageDataset:
+                        n: int | None = None, masks: bool = False) -> ImageDataset:
     """A ``shapes`` set for ``task`` (``load_dataset`` names: ``shapes``, ``shapes-det``,
     ``shapes-seg``), RGB images of ``size`` (default 32) pixels.
 
     * classification: one object per image, 10,000 ``"train"`` / 2,000 ``"test"`` images; the
       object's box and mask ride along as targets ``box`` ``[4]`` and ``object_mask`` ``[S, S]``.
     * detection: 1-4 objects per image, 4,000 / 1,000 images; ``boxes`` are the tight boxes of
-      the objects' masks (``x2``/``y2`` exclusive), ``labels`` index :data:`CLASS_NAMES`.
+      the objects' masks (``x2``/``y2`` exclusive), ``labels`` index :data:`CLASS_NAMES`; with
+      ``masks`` (for a detector that predicts instance masks) also ``masks``, bool ``[k, S, S]``,
+      one per box (the pixels where its object is visible).
     * segmentation: the same images as detection; ``mask`` is 0 for the background and
       ``1 + label`` on each object, so ``class_names`` is ``["background", *CLASS_NAMES]``.
 
@@ -323,8 +325,10 @@ def load_shapes_dataset(subset: str = "train", size: int | None = None, task: st
         return ImageDataset(list(CLASS_NAMES), data.labels[:, 0].clone(), images=data.images.clone(), targets=targets)
     data = _cached(subset, size, DENSE_OBJECTS, n or DENSE_SIZES[subset])
     if task == "detection":
-        return ImageDataset(list(CLASS_NAMES), images=data.images.clone(), task="detection",
-                            targets={"boxes": data.boxes.clone(), "labels": data.labels.clone()})
+        targets = {"boxes": data.boxes.clone(), "labels": data.labels.clone()}
+        if masks:  # [N, K, S, S]: per object, as boxes and labels are (padding rows are empty)
+            targets["masks"] = data.masks.clone()
+        return ImageDataset(list(CLASS_NAMES), images=data.images.clone(), task="detection", targets=targets)
     if task == "segmentation":
         return ImageDataset(["background", *CLASS_NAMES], images=data.images.clone(), task="segmentation",
                             targets={"mask": semantic_masks(data)})

@@ -35,17 +35,18 @@ def _limit(ds, n: int | None, seed: int):
 
 def load_training_data(data, *, val_data=None, val_split: float = 0.1, image_size: int | None = None,
                        skip_bad: bool = False, seed: int = 0, train_limit: int | None = None,
-                       val_limit: int | None = None, task: str | None = None):
+                       val_limit: int | None = None, task: str | None = None, masks: bool = False):
     """``(train, val, class_names, bad_files)`` from a spec (see :func:`archzoo.data.load_dataset`),
     a :class:`DatasetSplits` or a dataset. ``val_data``, when given, replaces the held-out split
     (a segmentation set's masks are read with the training set's map of values to classes).
-    ``task``: the model's, for data that holds sets of several tasks (a VOC root)."""
+    ``task``: the model's, for data that holds sets of several tasks (a VOC root); ``masks``: read
+    a detection set's instance masks too (for a detector that predicts them)."""
     from ..data import DatasetSplits, load_dataset
 
     bad = []
     if isinstance(data, (str, Path)):
         splits = load_dataset(data, val_split=0.0 if val_data is not None else val_split, seed=seed,
-                              skip_bad=skip_bad, image_size=image_size, task=task)
+                              skip_bad=skip_bad, image_size=image_size, task=task, masks=masks)
         bad = splits.bad_files
     elif isinstance(data, DatasetSplits):
         splits = data
@@ -55,7 +56,8 @@ def load_training_data(data, *, val_data=None, val_split: float = 0.1, image_siz
     if isinstance(val_data, (str, Path)):
         value_map = getattr(train, "value_map", None)
         vsplits = load_dataset(val_data, val_split=0.0, subset="val" if Path(str(val_data)).is_dir() else "test",
-                               skip_bad=skip_bad, image_size=image_size, task=task, class_map=value_map)
+                               skip_bad=skip_bad, image_size=image_size, task=task, class_map=value_map,
+                               masks=masks)
         val, bad = vsplits.train, bad + vsplits.bad_files
         if [shown(n) for n in vsplits.class_names] != list(names):
             raise ValueError(f"validation classes {[shown(n) for n in vsplits.class_names]} differ from training "
@@ -124,15 +126,20 @@ def _model_task(model) -> str | None:
     return getattr(getattr(model, "card", None), "task", None)
 
 
-def _check_input_size(model, image_size: int | None, train_ds) -> None:
+def _check_input_size(model, image_size: int | None, train_ds, crop_size: int | None = None) -> None:
     """The input side the trainer will use (``image_size``, else the in-memory images', else the
-    card's) must reach the model card's smallest input."""
+    card's), and the training crops' side (``crop_size``), must reach the model card's smallest input."""
     from ..registry import model_card
 
     card = model_card(model) if isinstance(model, str) else getattr(model, "card", None)
     if card is None:
         return
     images = getattr(train_ds, "images", None)
+    low = getattr(card, "min_input_size", None)
+    if crop_size is not None and low is not None and crop_size < max(low[-2:]):
+        raise UserError(f"{card.name} needs inputs of at least {low[-2]}x{low[-1]} pixels (its smallest input), but "
+                        f"crop_size (--crop-size) {crop_size} would train it on {crop_size}x{crop_size} crops; use a "
+                        f"crop size of at least {max(low[-2:])}")
     if image_size is not None:
         check_input_size(card, image_size, hint=" (image_size / --image-size)")
     elif images is not None:
@@ -241,14 +248,21 @@ def train(model: str | nn.Module | None = None, data=None, *, out: str | Path | 
     we_started = dist.launched() and not dist.enabled()
     dist.setup(device)
     try:
+        from .detection import has_masks, wants_masks
+
+        masks = wants_masks(model)
         train_ds, val_ds, class_names, bad = load_training_data(
             data, val_data=val_data, val_split=val_split, image_size=image_size, skip_bad=skip_bad,
-            seed=cfg.seed, train_limit=train_limit, val_limit=val_limit, task=_model_task(model))
+            seed=cfg.seed, train_limit=train_limit, val_limit=val_limit, task=_model_task(model), masks=masks)
+        if masks and getattr(train_ds, "task", None) == "detection" and len(train_ds) and not has_masks(train_ds):
+            raise UserError(f"{model if isinstance(model, str) else 'the model'} predicts instance masks and trains "
+                            f"on them, but {shown(data) if isinstance(data, (str, Path)) else 'the data'} has none: "
+                            "give a COCO JSON set with polygons or RLE (segmentation), or shapes-det")
         if bad and dist.is_main():
             warnings.warn(f"skipped {len(bad)} unreadable files, e.g. {shown(bad[0][0])}: {shown(bad[0][1])}",
                           stacklevel=2)
         _check_classes(class_names, data, bad, getattr(train_ds, "task", "classification"), train_ds)
-        _check_input_size(model, image_size, train_ds)
+        _check_input_size(model, image_size, train_ds, cfg.crop_size)
         in_chans = train_ds.images.shape[1] if train_ds.images is not None else train_ds[0][0].shape[0]
         seed_everything(cfg.seed)
         name = None

@@ -232,6 +232,13 @@ class DetectionMeter(GatheredMeter):
     one (by its overlap over the detection's area) counts neither as a hit nor as a false
     positive, and the object is not needed for full recall. A class whose every object is
     difficult has no AP. With no ground truth at all every number is 0.
+
+    Instance masks: where the predictions carry ``masks`` (``[n, 1, H, W]`` probabilities, or
+    ``[n, H, W]``) and the targets ``masks`` (``[k, H, W]``, bool or 0/1, the same pixels), COCO's
+    mask AP is added the same way (pycocotools, ``iouType="segm"``: overlaps of masks instead of
+    boxes): ``mask_map``, ``mask_map50``, ``mask_map75`` and ``mask_map`` / ``mask_map50`` in each
+    ``per_class`` entry. Predicted masks are binarised above 0.5, as torchvision's COCO evaluation
+    does. Masks are kept as compressed RLE (``update`` encodes them), so memory stays small.
     """
 
     def __init__(self, num_classes: int, class_names: Sequence[str] | None = None):
@@ -239,10 +246,33 @@ class DetectionMeter(GatheredMeter):
         self.num_classes = num_classes
         self.class_names = list(class_names or [str(i) for i in range(num_classes)])
 
+    @torch.no_grad()
+    def update(self, output, target, loss):
+        def keep(d):
+            out = {k: v.detach().cpu() for k, v in d.items() if k != "masks"}
+            if "masks" in d:
+                m = d["masks"].detach()
+                m = m.reshape(m.shape[0], *m.shape[-2:]) if m.dim() == 4 else m
+                out["masks"] = mask_rles((m if m.dtype == torch.bool else m > 0.5).cpu())
+            return out
+
+        self.predictions += [keep(p) for p in output]
+        self.targets += [keep(t) for t in target]
+
     def score(self, predictions, targets):
+        result = self._score(predictions, targets, "bbox")
+        if targets and all("masks" in r for r in (*predictions, *targets)):
+            masks = self._score(predictions, targets, "segm")
+            result.update({f"mask_{k}": masks[k] for k in ("map", "map50", "map75")})
+            for name, v in result["per_class"].items():
+                v.update(mask_map=masks["per_class"].get(name, {}).get("map", 0.0),
+                         mask_map50=masks["per_class"].get(name, {}).get("map50", 0.0))
+        return result
+
+    def _score(self, predictions, targets, iou_type: str):
         import numpy as np
 
-        precision = coco_precision(predictions, targets, self.num_classes)  # [T, R, K]
+        precision = coco_precision(predictions, targets, self.num_classes, iou_type)  # [T, R, K]
 
         def mean(p):
             p = p[p > -1]
@@ -258,15 +288,38 @@ class DetectionMeter(GatheredMeter):
                 "ap50_per_class": {k: v["map50"] for k, v in per_class.items()}}
 
 
-def coco_precision(predictions: list[dict], targets: list[dict], num_classes: int):
+def mask_rles(masks: torch.Tensor) -> list[dict]:
+    """COCO compressed RLEs (``{"size": [h, w], "counts": str, "area": int}``) of boolean masks
+    ``[n, H, W]`` (``pycocotools.mask``; ``counts`` as text, so results stay JSON and pickle)."""
+    import numpy as np
+    from pycocotools import mask as mask_utils
+
+    if masks.dtype != torch.bool or masks.dim() != 3:
+        raise ValueError(f"masks must be bool [n, H, W], got {masks.dtype} {tuple(masks.shape)}")
+    if not len(masks):
+        return []
+    rles = mask_utils.encode(np.asfortranarray(masks.permute(1, 2, 0).numpy().astype(np.uint8)))
+    areas = mask_utils.area(rles)
+    return [{"size": [int(v) for v in r["size"]], "counts": r["counts"].decode("ascii"), "area": int(a)}
+            for r, a in zip(rles, areas)]
+
+
+def coco_precision(predictions: list[dict], targets: list[dict], num_classes: int, iou_type: str = "bbox"):
     """pycocotools' accumulated precision ``[T=10 IoU thresholds, R=101 recall points, K classes]``
-    (all areas, 100 detections per image; -1 where a class has no ground truth) of these boxes."""
+    (all areas, 100 detections per image; -1 where a class has no ground truth) of these boxes, or
+    with ``iou_type="segm"`` of their masks (``masks``: one compressed RLE dict per box, as
+    :func:`mask_rles` writes them)."""
     import contextlib
     import io
 
     import numpy as np
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
+
+    if iou_type not in ("bbox", "segm"):
+        raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
+    segm = iou_type == "segm"
+    sizes = {}  # image id -> (h, w): pycocotools reads a mask's image size from its image entry
 
     def annotations(rows, crowd=None, scores=None):
         out = []
@@ -276,9 +329,18 @@ def coco_precision(predictions: list[dict], targets: list[dict], num_classes: in
             flags = r.get(crowd) if crowd else None
             flags = flags.reshape(-1).tolist() if flags is not None else [0] * len(boxes)
             sc = r["scores"].reshape(-1).tolist() if scores else [None] * len(boxes)
-            for (x1, y1, x2, y2), c, f, s in zip(boxes, labels, flags, sc):
+            masks = r["masks"] if segm else [None] * len(boxes)
+            if len(masks) != len(boxes):
+                raise ValueError(f"image {i}: {len(masks)} masks for {len(boxes)} boxes")
+            for (x1, y1, x2, y2), c, f, s, m in zip(boxes, labels, flags, sc, masks):
                 a = {"id": len(out) + 1, "image_id": i + 1, "category_id": int(c) + 1,  # ids from 1: pycocotools
                      "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": int(bool(f))}
+                if m is not None:
+                    size = tuple(m["size"])
+                    if sizes.setdefault(i + 1, size) != size:
+                        raise ValueError(f"image {i}: masks of {sizes[i + 1]} and {size} pixels (height, width); "
+                                         "predicted and true masks must be in the same pixels")
+                    a.update(segmentation={"size": list(size), "counts": m["counts"]}, area=float(m["area"]))
                 if s is not None:  # treats a matched ground-truth id of 0 as no match
                     a["score"] = float(s)
                 out.append(a)
@@ -286,14 +348,18 @@ def coco_precision(predictions: list[dict], targets: list[dict], num_classes: in
 
     def coco(anns):
         c = COCO()
-        c.dataset = {"images": [{"id": i + 1} for i in range(len(targets))], "annotations": anns,
-                     "categories": [{"id": k + 1} for k in range(num_classes)]}
+        images = [{"id": i + 1} for i in range(len(targets))]
+        for im in images:
+            if im["id"] in sizes:
+                im["height"], im["width"] = sizes[im["id"]]
+        c.dataset = {"images": images, "annotations": anns, "categories": [{"id": k + 1} for k in range(num_classes)]}
         c.createIndex()
         return c
 
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
-        truth, dets = coco(annotations(targets, crowd="difficult")), coco(annotations(predictions, scores=True))
-        e = COCOeval(truth, dets, "bbox")
+        truth_anns, det_anns = annotations(targets, crowd="difficult"), annotations(predictions, scores=True)
+        truth, dets = coco(truth_anns), coco(det_anns)
+        e = COCOeval(truth, dets, iou_type)
         e.evaluate()
         e.accumulate()
     if "precision" not in e.eval:  # pragma: no cover - no images

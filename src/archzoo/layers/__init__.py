@@ -39,6 +39,7 @@ from .norm import NORM_LAYERS, create_norm_layer
 from .nas_cells import Cell, CellStack, FactorizedReduction, Genotype, SameConv2d, SamePool2d, SepConv
 from .residual import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck
 from .shortcut import ZeroPadShortcut, make_shortcut, projection_shortcut
+from .shuffle import ShuffleV2Block, channel_shuffle
 from .squeeze_excite import SE_STYLES, SqueezeExcite, SqueezeExciteStyle
 
 __all__ = [
@@ -102,6 +103,8 @@ __all__ = [
     "SE_STYLES",
     "SqueezeExcite",
     "SqueezeExciteStyle",
+    "ShuffleV2Block",
+    "channel_shuffle",
     "Transition",
     "ZeroPadShortcut",
     "create_act",

@@ -6,7 +6,9 @@ adds a top-down path: each map ``C_i`` gets a lateral 1x1 convolution to a commo
 coarser level's sum is upsampled (nearest neighbour, 2x) and added, and a 3x3 convolution smooths
 each sum into ``P_i``. RetinaNet (arXiv:1708.02002) adds two coarser levels: ``P6`` a stride-2
 3x3 convolution, ``P7`` another after a ReLU; the paper computes P6 from ``C5``, torchvision's
-RetinaNet and FCOS from ``P5`` (``extra_from``).
+RetinaNet and FCOS from ``P5`` (``extra_from``). Faster and Mask R-CNN with FPN (the FPN paper,
+section 4.1) add a parameter-free ``P6`` instead, P5 subsampled with stride 2 (a 1x1 max pool,
+torchvision's ``LastLevelMaxPool``), used by the RPN only (``pool_level``).
 
 The neck knows only the channel list of the maps it is given, so any zoo backbone feeds it.
 """
@@ -33,12 +35,15 @@ class FPN(nn.Module):
         extra_levels: coarser levels added after the last one (RetinaNet and FCOS: 2, P6 and P7).
         extra_from: ``"p5"`` (torchvision) or ``"c5"`` (the RetinaNet paper): the input of the first
             extra level.
+        pool_level: one more level after all others, the last one subsampled by 2 (no parameters;
+            Faster R-CNN's P6).
 
-    ``forward(maps)`` returns ``len(in_channels) + extra_levels`` maps of ``out_channels``, fine to coarse.
+    ``forward(maps)`` returns ``len(in_channels) + extra_levels + pool_level`` maps of ``out_channels``,
+    fine to coarse.
     """
 
     def __init__(self, in_channels: Sequence[int], out_channels: int = 256, extra_levels: int = 0,
-                 extra_from: str = "p5"):
+                 extra_from: str = "p5", pool_level: bool = False):
         super().__init__()
         if extra_from not in ("p5", "c5"):
             raise ValueError(f"extra_from must be 'p5' or 'c5', got {extra_from!r}")
@@ -49,6 +54,7 @@ class FPN(nn.Module):
         self.extra = nn.ModuleList(_init(nn.Conv2d(first if i == 0 else out_channels, out_channels, 3, stride=2, padding=1))
                                    for i in range(extra_levels))
         self.in_channels, self.out_channels, self.extra_from = in_channels, out_channels, extra_from
+        self.pool_level = pool_level
 
     def forward(self, maps: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         if len(maps) != len(self.lateral):
@@ -63,4 +69,6 @@ class FPN(nn.Module):
         for i, conv in enumerate(self.extra):
             x = conv(x if i == 0 else F.relu(x))
             outs.append(x)
+        if self.pool_level:
+            outs.append(F.max_pool2d(outs[-1], kernel_size=1, stride=2))
         return outs
