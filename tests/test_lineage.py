@@ -68,3 +68,18 @@ def test_lineage_command_text_json_and_plot(tmp_path, capsys):
     assert main(["lineage", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert {"tricks", "models", "families"} <= data.keys()
+
+
+def test_the_two_stage_detectors_remove_one_loop_each():
+    """The notes' story, read off the cards: R-CNN brings selective search and per-region warping,
+    Fast R-CNN RoI pooling and the multi-task loss (keeping selective search), Faster R-CNN the RPN
+    and anchors (dropping selective search), Mask R-CNN RoIAlign and the mask branch."""
+    fams = {f["family"]: f for f in lineage(task="detection")["families"]}
+    assert {"selective_search", "region_warping", "balanced_sampling"} <= set(fams["rcnn"]["added"])
+    assert set(fams["fast_rcnn"]["added"]) == {"roi_pooling", "multi_task_loss"}
+    assert fams["fast_rcnn"]["inherited"]["selective_search"] == "rcnn"
+    assert set(fams["faster_rcnn"]["added"]) == {"region_proposal_network", "anchor_boxes"}
+    assert "selective_search" not in fams["faster_rcnn"]["inherited"]
+    assert fams["faster_rcnn"]["inherited"]["roi_pooling"] == "fast_rcnn"
+    assert set(fams["mask_rcnn"]["added"]) == {"roi_align", "mask_branch"}
+    assert fams["mask_rcnn"]["inherited"]["region_proposal_network"] == "faster_rcnn"

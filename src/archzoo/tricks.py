@@ -182,8 +182,8 @@ _add("roi_align", "Pool region features without rounding: sample each grid cell 
      "He et al., Mask R-CNN, arXiv:1703.06870", 2017)
 _add("multi_task_loss", "Train region classification (softmax over classes plus background) and class-specific box regression (smooth L1, positives only) together in one loss.",
      "Girshick, Fast R-CNN, arXiv:1504.08083", 2015)
-_add("balanced_sampling", "Learn from a fixed-size mini-batch of anchors or regions per image with a capped fraction of positives (RPN: 256, half; RoIs: 512, a quarter), not from all of them.",
-     "Girshick, Fast R-CNN, arXiv:1504.08083; Ren et al., Faster R-CNN, arXiv:1506.01497", 2015)
+_add("balanced_sampling", "Learn from a fixed-size mini-batch of regions or anchors with a capped fraction of positives, not from all of them (R-CNN's fine-tuning: 32 positive and 96 background windows; Fast R-CNN: 128 RoIs over two images, a quarter positive; the RPN: 256 anchors, at most half).",
+     "Girshick et al., Rich feature hierarchies for accurate object detection and semantic segmentation (R-CNN), arXiv:1311.2524", 2013)
 _add("mask_branch", "Add to each region a small FCN that predicts a binary mask per class on RoIAlign features; only the true class's mask is trained (no competition between classes).",
      "He et al., Mask R-CNN, arXiv:1703.06870", 2017)
 _add("position_sensitive_roi_pooling", "Give each of a region's k x k cells its own group of channels and pool each cell only from its group: the map encodes where in the object a position lies, so little computation is left per region.",
