@@ -65,3 +65,42 @@ def test_training_mode_and_unknown_views_are_refused():
         TestTimeAugment(RampNet(), "rot45")
     with pytest.raises(RuntimeError, match="for evaluation"):
         TestTimeAugment(RampNet(), "flip").train()(torch.randn(1, 1, 4, 4))
+
+
+def test_eval_command_scores_the_averaged_views(tmp_path, capsys):
+    """``archzoo eval --tta flip`` scores the argmax of TestTimeAugment(model, "flip"), counted here."""
+    import json
+
+    from test_robustness_helpers import run_cli
+
+    import archzoo
+    from archzoo.data import load_dataset
+
+    data = load_dataset("shapes-seg", val_split=0.0, subset="test").train
+    torch.manual_seed(0)
+    model = archzoo.create_model("unet", num_classes=len(data.class_names), in_chans=3, base_width=4, depth=2,
+                                 norm_layer=None).eval()
+    path = tmp_path / "unet.safetensors"
+    mean, std = [0.5] * 3, [0.25] * 3
+    archzoo.save_model(model, path, class_names=data.class_names, input_size=[3, 32, 32], mean=mean, std=std)
+    runs = {}
+    for views in ("none", "flip"):
+        rc, out, err = run_cli(["eval", path, "--data", "shapes-seg", "--json", "--device", "cpu", "--tta", views],
+                               capsys)
+        assert rc == 0, err
+        runs[views] = json.loads(out)
+    x = (data.images.float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    truth = data.targets["mask"].long()
+    with torch.no_grad():
+        pred = torch.cat([TestTimeAugment(model, "flip").eval()(x[i:i + 250]).argmax(1) for i in range(0, len(x), 250)])
+    valid = truth != 255
+    assert runs["flip"]["tta"] == "flip" and "tta" not in runs["none"]
+    assert runs["flip"]["pixel_accuracy"] == pytest.approx(float((pred == truth)[valid].double().mean()), abs=1e-7)
+    assert runs["flip"]["pixel_accuracy"] != runs["none"]["pixel_accuracy"]  # the views change the answer
+
+
+def test_eval_refuses_tta_for_a_classifier(capsys):
+    from test_robustness_helpers import assert_clean_error, run_cli
+
+    rc, out, err = run_cli(["eval", "resnet20.cifar10", "--data", "digits", "--tta", "flip"], capsys)
+    assert_clean_error(rc, err, "--tta is for segmenters")

@@ -54,6 +54,9 @@ def register(subparsers) -> None:
     p.add_argument("--device", type=device_arg, help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--workers", type=T("workers"), help="DataLoader processes for folders not held in memory")
     p.add_argument("--confusion", metavar="PNG", help="also draw the confusion matrix to this file")
+    p.add_argument("--tta", choices=("none", "flip", "d4"), default="none",
+                   help="segmenters: average the softmax over the image and its mirror (flip) or all eight flips and "
+                        "quarter turns (d4; archzoo.segmentation.tta); default none")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -114,6 +117,13 @@ def run(args: argparse.Namespace) -> int:
     data, bad_files, description = load_eval_data(args.data, meta, args.subset, args.skip_bad, args.held_out, args.seed,
                                                   task.name, masks=wants_masks(model))
     _, size, mean, std = checkpoint_input(model, meta)
+    if args.tta != "none":
+        from ..segmentation.tta import TestTimeAugment
+        from ..validate import UserError
+
+        if task.name != "segmentation":
+            raise UserError(f"--tta is for segmenters; {meta.get('model')} is a {task.name} model")
+        model = TestTimeAugment(model, args.tta).eval()
     m = evaluate_model(model, data, input_size=size, mean=mean, std=std, class_names=meta.get("class_names"),
                        batch_size=args.batch_size, device=args.device, workers=args.workers, task=task)
     if args.confusion:
@@ -124,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--confusion: a {task.name} model has no confusion matrix")
         plot_confusion(m["confusion"], names, args.confusion, unit="pixels" if task.name == "segmentation" else "images")
     result = {"checkpoint": shown(args.checkpoint), "model": meta.get("model"), "data": shown(args.data),
-              "held_out": args.held_out, **task.eval_result(m), "skipped_files": len(bad_files),
+              "held_out": args.held_out, **({"tta": args.tta} if args.tta != "none" else {}), **task.eval_result(m), "skipped_files": len(bad_files),
               "skipped": [{"file": shown(f), "reason": shown(r)} for f, r in bad_files]}
     if description:
         result["data_description"] = description
