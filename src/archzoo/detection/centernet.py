@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from ..layers import ConvNormAct
 from ..registry import IMAGENET_MEAN, IMAGENET_STD, family_card, register_variants
 from .base import Detector
+from .postprocess import at_most
 from .transform import DetectionTransform, ImageBatch
 
 
@@ -182,7 +183,7 @@ class CenterNet(Detector):
         heat = outputs["heatmap"].sigmoid()
         peaks = heat * (F.max_pool2d(heat, 3, stride=1, padding=1) == heat)
         b, c, h, w = heat.shape
-        scores, flat = peaks.flatten(1).topk(min(self.max_detections, c * h * w), dim=1)
+        scores, flat = peaks.flatten(1).topk(at_most(self.max_detections, peaks.flatten(1), 1), dim=1)
         labels = torch.div(flat, h * w, rounding_mode="floor")
         pos = flat % (h * w)
         results = []

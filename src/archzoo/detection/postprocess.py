@@ -16,9 +16,19 @@ def top_candidates(scores: torch.Tensor, score_thresh: float, k: int) -> tuple[t
     flat = scores.flatten()
     keep = flat > score_thresh
     flat, index = flat[keep], torch.where(keep)[0]
-    flat, order = flat.topk(min(k, index.numel()))
+    flat, order = flat.topk(at_most(k, index))
     index = index[order]
     return flat, torch.div(index, num_classes, rounding_mode="floor"), index % num_classes
+
+
+def at_most(k: int, x: torch.Tensor, dim: int = 0):
+    """``min(k, x.shape[dim])``: how many of ``x``'s entries a ``topk`` can take. While the model is
+    traced for export (``torch.onnx``, :mod:`archzoo.deploy`) it is computed in the graph, so a count
+    that depends on the data (candidates above a threshold) is not frozen at the traced example's
+    (torchvision's ``_topk_min`` does the same)."""
+    if not torch.jit.is_tracing():
+        return min(k, x.shape[dim])
+    return torch.clamp(torch._shape_as_tensor(x)[dim], max=k)
 
 
 def nms_detections(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, iou_thresh: float,

@@ -104,7 +104,8 @@ class WarpedRegionFeatures(nn.Module):
                           for i, b in enumerate(boxes)]).to(images.dtype)
         if rois.shape[0] == 0:
             return images.new_zeros((0, self.features, 1, 1))
-        out = [self.cnn(self.warp(images, chunk)) for chunk in rois.split(self.region_batch)]
+        chunks = (rois,) if torch.jit.is_tracing() else rois.split(self.region_batch)  # export: a graph of all
+        out = [self.cnn(self.warp(images, chunk)) for chunk in chunks]
         return torch.cat(out)[:, :, None, None]
 
     def extra_repr(self) -> str:

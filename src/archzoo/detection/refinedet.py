@@ -131,29 +131,8 @@ class RefineDet(SSD):
         arm = super().loss((arm_logits, arm_codes, anchors), batch, objects)
         refined, keep = self.refine(arm_logits, arm_codes, anchors)
         # ODM: SSD's matching and hard negative mining on the refined anchors the ARM keeps
-        box_losses, cls_targets, num_pos = [], [], 0
-        for t, code, boxes, kept in zip(targets, odm_codes, refined, keep):
-            matches = self._match(t["boxes"], boxes)
-            pos = torch.where((matches >= 0) & kept)[0]
-            gt = matches[pos]
-            num_pos += pos.numel()
-            wanted = self.box_coder.encode(t["boxes"][gt], boxes[pos])
-            box_losses.append(F.smooth_l1_loss(code[pos], wanted, reduction="sum"))
-            target = torch.zeros(code.shape[0], dtype=torch.int64, device=code.device)
-            target[pos] = t["labels"][gt] + self.label_offset
-            cls_targets.append(target)
-        cls_targets = torch.stack(cls_targets)
-        ce = F.cross_entropy(odm_logits.reshape(-1, odm_logits.shape[-1]), cls_targets.reshape(-1),
-                             reduction="none").view(cls_targets.shape)
-        positive = cls_targets > 0
-        candidates = keep & ~positive  # filtered anchors are neither positives nor negatives
-        num_neg = self.neg_to_pos * positive.sum(1, keepdim=True)
-        rank = ce.masked_fill(~candidates, -float("inf")).argsort(1, descending=True).argsort(1)
-        negative = candidates & (rank < num_neg)
-        n = max(1, num_pos)
-        return {"arm_bbox_regression": arm["bbox_regression"], "arm_classification": arm["classification"],
-                "bbox_regression": torch.stack(box_losses).sum() / n,
-                "classification": (ce[positive].sum() + ce[negative].sum()) / n}
+        odm = self.multibox_loss(odm_logits, odm_codes, refined, targets, usable=keep)
+        return {"arm_bbox_regression": arm["bbox_regression"], "arm_classification": arm["classification"], **odm}
 
     def detect(self, outputs, batch: ImageBatch) -> list[dict[str, torch.Tensor]]:
         arm_logits, arm_codes, odm_logits, odm_codes, anchors = outputs

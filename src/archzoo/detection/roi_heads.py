@@ -231,8 +231,8 @@ class RoIHeads(nn.Module):
             boxes = [d["boxes"] for d in detections]
             probs = self.mask_logits(maps, boxes, image_sizes).sigmoid()
             classes = torch.cat([d["labels"] for d in detections]) + self.label_offset
-            probs = probs[torch.arange(len(classes), device=classes.device), classes][:, None]
-            for d, p in zip(detections, probs.split([len(b) for b in boxes])):
+            probs = probs[torch.arange(classes.shape[0], device=classes.device), classes][:, None]
+            for d, p in zip(detections, probs.split([b.shape[0] for b in boxes])):
                 d["masks"] = p
         return detections, {}
 
@@ -269,7 +269,7 @@ class RoIHeads(nn.Module):
                     image_sizes: list[tuple[int, int]]) -> list[dict]:
         """Softmax scores and class-specific boxes, per image: background dropped, scores above
         ``score_thresh``, empty boxes dropped, NMS within each class, the best ``detections_per_img``."""
-        num = [len(p) for p in proposals]
+        num = [p.shape[0] for p in proposals]  # shapes, not len(): traceable for export
         n, k1 = class_logits.shape
         boxes = self.box_coder.decode(deltas.reshape(-1, 4), torch.cat(proposals).repeat_interleave(k1, dim=0))
         boxes, scores = boxes.reshape(n, k1, 4).split(num), F.softmax(class_logits, -1).split(num)

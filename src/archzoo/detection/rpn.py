@@ -35,6 +35,7 @@ from .anchors import AnchorGenerator
 from .boxes import BoxCoder
 from .heads import conv_tower, flatten_levels, init_predictor
 from .matchers import IGNORE, IoUMatcher
+from .postprocess import at_most
 from .samplers import BalancedSampler
 from .transform import ImageBatch
 
@@ -107,7 +108,7 @@ class RegionProposalNetwork(nn.Module):
             (self.pre_nms_top_n[1], self.post_nms_top_n[1])
         chosen, levels, offset = [], [], 0
         for level, level_logits in enumerate(logits.split(per_level, dim=1)):  # the best of every level
-            top = level_logits.topk(min(pre_nms, level_logits.shape[1]), dim=1).indices
+            top = level_logits.topk(at_most(pre_nms, level_logits, 1), dim=1).indices
             chosen.append(top + offset)
             levels.append(torch.full_like(top, level))
             offset += level_logits.shape[1]

@@ -168,12 +168,22 @@ class SSD(Detector):
         if self.background_label0 and any(bool((t["labels"] == 0).any()) for t in targets):
             raise ValueError("targets: label 0 is the background in this model (torchvision's 91-class COCO layout); "
                              "build it with background_label0=False to train a class 0")
+        return self.multibox_loss(logits, codes, [anchors] * len(targets), targets)
+
+    def multibox_loss(self, logits: torch.Tensor, codes: torch.Tensor, anchors: list[torch.Tensor],
+                      targets: list[dict], usable: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """SSD's MultiBox loss: anchors matched to an object regress its box (smooth L1) and learn its
+        class; the rest are background, of which only the ``neg_to_pos`` x positives of highest loss
+        per image count (hard negative mining). ``anchors``: each image's own; ``usable`` ``[B, A]``:
+        the anchors that may be positive or negative at all (RefineDet's refinement drops the rest),
+        ``None`` for all."""
         box_losses, cls_targets, num_pos = [], [], 0
-        for t, code, matches in zip(targets, codes, (self._match(t["boxes"], anchors) for t in targets)):
-            pos = torch.where(matches >= 0)[0]
+        for i, (t, code, a) in enumerate(zip(targets, codes, anchors)):
+            matches = self._match(t["boxes"], a)
+            pos = torch.where((matches >= 0) if usable is None else (matches >= 0) & usable[i])[0]
             gt = matches[pos]
             num_pos += pos.numel()
-            wanted = self.box_coder.encode(t["boxes"][gt], anchors[pos])
+            wanted = self.box_coder.encode(t["boxes"][gt], a[pos])
             box_losses.append(F.smooth_l1_loss(code[pos], wanted, reduction="sum"))
             target = torch.zeros(code.shape[0], dtype=torch.int64, device=code.device)
             target[pos] = t["labels"][gt] + self.label_offset
@@ -181,11 +191,13 @@ class SSD(Detector):
         cls_targets = torch.stack(cls_targets)
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), cls_targets.reshape(-1),
                              reduction="none").view(cls_targets.shape)
-        # hard negative mining: per image the neg_to_pos * positives negatives of highest loss
         positive = cls_targets > 0
+        excluded = positive if usable is None else positive | ~usable
         num_neg = self.neg_to_pos * positive.sum(1, keepdim=True)
-        rank = ce.masked_fill(positive, -float("inf")).argsort(1, descending=True).argsort(1)
+        rank = ce.masked_fill(excluded, -float("inf")).argsort(1, descending=True).argsort(1)
         negative = rank < num_neg
+        if usable is not None:  # fewer usable negatives than wanted: the rest are not filled with excluded ones
+            negative &= ~excluded
         n = max(1, num_pos)
         return {"bbox_regression": torch.stack(box_losses).sum() / n,
                 "classification": (ce[positive].sum() + ce[negative].sum()) / n}
