@@ -30,17 +30,27 @@ class Detector(nn.Module):
     num_classes: int
 
     def forward(self, images, targets: list[dict] | None = None):
+        batch, targets, original_sizes = self.prepare(images, targets)
+        outputs = self.forward_batch(batch.tensors)
+        if self.training:
+            return self.loss(outputs, batch, targets)
+        return self.transform.postprocess(self.detect(outputs, batch), batch.image_sizes, original_sizes)
+
+    def prepare(self, images, targets: list[dict] | None):
+        """The images as a resized, padded :class:`ImageBatch`, the targets checked (in training) and
+        scaled with them, and the images' original sizes (to map detections back)."""
         images = as_image_list(images)
         if self.training:
             if targets is None:
                 raise ValueError("a detector in training mode needs targets: model(images, targets)")
             targets = check_targets(targets, len(images), self.num_classes)
+            self.check_more_targets(targets, images)
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         batch, targets = self.transform(images, targets)
-        outputs = self.forward_batch(batch.tensors)
-        if self.training:
-            return self.loss(outputs, batch, targets)
-        return self.transform.postprocess(self.detect(outputs, batch), batch.image_sizes, original_sizes)
+        return batch, targets, original_sizes
+
+    def check_more_targets(self, targets: list[dict], images: list[torch.Tensor]) -> None:
+        """What a subclass needs in its targets beyond boxes and labels (Mask R-CNN: masks)."""
 
     def forward_batch(self, x: torch.Tensor):
         """Head outputs for a normalised, padded batch ``[B, C, H, W]``."""

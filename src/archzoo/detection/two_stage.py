@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import Detector, as_image_list, check_targets
+from .base import Detector
 from .roi_heads import RoIHeads, paste_masks
 from .transform import DetectionTransform
 
@@ -84,16 +84,12 @@ class TwoStageDetector(Detector):
         """The maps the proposer and the RoI heads share (the dense part of the network)."""
         return self.features(x)
 
+    def check_more_targets(self, targets: list[dict], images: list[torch.Tensor]) -> None:
+        if self.has_mask:
+            check_masks(targets, images)
+
     def forward(self, images, targets: list[dict] | None = None):
-        images = as_image_list(images)
-        if self.training:
-            if targets is None:
-                raise ValueError("a detector in training mode needs targets: model(images, targets)")
-            targets = check_targets(targets, len(images), self.num_classes)
-            if self.has_mask:
-                check_masks(targets, images)
-        original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
-        batch, targets = self.transform(images, targets)
+        batch, targets, original_sizes = self.prepare(images, targets)
         if targets is not None and self.has_mask:
             for t, size in zip(targets, batch.image_sizes):  # nearest neighbour, as the boxes were scaled
                 t["masks"] = F.interpolate(t["masks"][:, None].float(), size=size)[:, 0].byte()
