@@ -34,7 +34,7 @@ from archzoo.segmentation.tta import TestTimeAugment  # noqa: E402
 
 
 @torch.no_grad()
-def score(model, task, batches, mean, std, views: str, crf: str | None) -> dict:
+def score(model, task, batches, mean, std, views: str, crf: str | None, crf_kwargs: dict) -> dict:
     net = TestTimeAugment(model, views).eval() if views != "none" else model
     m = torch.tensor(mean).view(1, -1, 1, 1)
     s = torch.tensor(std).view(1, -1, 1, 1)
@@ -44,7 +44,7 @@ def score(model, task, batches, mean, std, views: str, crf: str | None) -> dict:
         logits = net(x).float()
         if crf is not None:
             images = ((x * s + m) * 255).clamp(0, 255)
-            logits = dense_crf(logits.softmax(1), images, backend=crf).clamp_min(1e-12).log()
+            logits = dense_crf(logits.softmax(1), images, backend=crf, **crf_kwargs).clamp_min(1e-12).log()
         meter.update(logits, y, None)
         n += len(x)
     out = meter.compute()
@@ -58,6 +58,8 @@ def main(argv=None) -> int:
     p.add_argument("--data", required=True, help="what archzoo eval reads (e.g. a held-out image/ + label/ folder)")
     p.add_argument("--views", nargs="+", default=["none", "flip", "d4"], help="TTA views to try")
     p.add_argument("--crf", nargs="+", default=["off", "torch"], choices=["off", *BACKENDS], help="CRF backends to try")
+    p.add_argument("--crf-kwargs", type=json.loads, default={},
+                   help="JSON of dense_crf's settings, e.g. '{\"bi_xy_std\": 5, \"bi_rgb_std\": 10}' (default: DeepLab's)")
     p.add_argument("--limit", type=int, help="score the first N images only")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--json", help="also write the rows to this file")
@@ -76,17 +78,19 @@ def main(argv=None) -> int:
     _, size, mean, std = checkpoint_input(model, meta)
     batches = make_batches(data, torch.device("cpu"), 1, train=False, cfg=TrainConfig(channels_last=False, workers=0),
                            task=task, input_size=size, mean=mean, std=std, in_chans=len(mean))
-    rows = [score(model, task, batches, mean, std, views, None if crf == "off" else crf)
+    rows = [score(model, task, batches, mean, std, views, None if crf == "off" else crf, args.crf_kwargs)
             for views in args.views for crf in args.crf]
     print(f"{meta.get('model')} ({args.checkpoint}) on {args.data}: {rows[0]['count']} images at {size}x{size}; "
-          f"{platform.processor() or platform.machine()}, {args.threads} threads")
+          f"{platform.processor() or platform.machine()}, {args.threads} threads; CRF settings "
+          f"{args.crf_kwargs or 'DeepLab v1 (dense_crf defaults)'}")
     print("| TTA views | CRF | pixel error | mIoU | Dice | s/image |\n|---|---|---|---|---|---|")
     for r in rows:
         dice = f"{r['dice']:.4f}" if r["dice"] is not None else "-"
         print(f"| {r['views']} | {r['crf']} | {r['pixel_error']:.4f} | {r['miou']:.4f} | {dice} | "
               f"{r['seconds_per_image']:.2f} |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"checkpoint": args.checkpoint, "data": args.data, "rows": rows}, indent=1))
+        Path(args.json).write_text(json.dumps({"checkpoint": args.checkpoint, "data": args.data,
+                                                   "crf_kwargs": args.crf_kwargs, "rows": rows}, indent=1))
     return 0
 
 
