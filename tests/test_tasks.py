@@ -19,6 +19,7 @@ from archzoo.engine import DetectionTask, SegmentationTask, TrainConfig, Trainer
 from archzoo.engine.evaluate import evaluate_model, model_task
 from archzoo.engine.loader import make_batches
 from archzoo.engine.metrics import DetectionMeter, SegmentationMeter, average_precision
+from archzoo.validate import UserError
 
 
 # ---------------------------------------------------------------- metrics by hand
@@ -278,7 +279,7 @@ def test_a_detector_trains_on_the_sum_of_its_losses(tmp_path):
 
 def test_the_task_follows_the_data_and_refuses_what_does_not_fit(objects):
     train, val = objects
-    with pytest.raises(ValueError, match="mixup: for classification only; the segmentation task"):
+    with pytest.raises(UserError, match="mixup: not available for a segmentation model .* --augment takes basic, none,"):
         make_task("segmentation", train.class_names, cfg=TrainConfig(mixup=0.2))
     with pytest.raises(ValueError, match="resnet20 is a classification model and the data is for segmentation"):
         Trainer(archzoo.create_model("resnet20", num_classes=2), train, val, config=TrainConfig(epochs=1), log="quiet")

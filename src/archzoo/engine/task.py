@@ -281,18 +281,15 @@ def make_task(name: str, class_names: list[str], *, num_classes: int | None = No
     classes, configured from the recipe ``cfg`` (a :class:`~archzoo.engine.config.TrainConfig`).
     ``train_data``: the training set, whose class frequencies weigh the ``wce`` and ``unet`` losses."""
     from ..data.transforms import DETECTION_AUGMENTS, SEGMENTATION_AUGMENTS
+    from ..validate import UserError
     from .config import TrainConfig
 
     cfg = cfg or TrainConfig()
     num_classes = num_classes or len(class_names)
     if cfg.crop_size and name == "classification":
-        from ..validate import UserError
-
         raise UserError("crop_size (--crop-size) crops detection and segmentation samples; a classifier's crops come "
                         "from --augment (random-resized or pad-and-crop)")
     if cfg.loss != "ce" and name != "segmentation":
-        from ..validate import UserError
-
         raise UserError(f"loss {cfg.loss!r}: --loss chooses a segmentation loss; a {name} run trains on "
                         f"{'cross-entropy' if name == 'classification' else 'its detector losses'} (leave --loss out)")
     if name == "classification":
@@ -307,7 +304,9 @@ def make_task(name: str, class_names: list[str], *, num_classes: int | None = No
         unsupported["label_smoothing"] = cfg.label_smoothing > 0
     bad = [k for k, on in unsupported.items() if on]
     if bad:
-        raise ValueError(f"{', '.join(bad)}: for classification only; the {name} task does not take them")
+        augments = ", ".join(("basic", "none", *recipes))
+        raise UserError(f"{', '.join(bad)}: not available for a {name} model (these options are classification's; "
+                        f"--augment takes {augments} here)")
     if name == "segmentation":
         from ..segmentation.losses import CLASS_WEIGHTED, dataset_class_weights, parse_loss
         from .segmentation import SegmentationTask
