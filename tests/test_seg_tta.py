@@ -104,3 +104,43 @@ def test_eval_refuses_tta_for_a_classifier(capsys):
 
     rc, out, err = run_cli(["eval", "resnet20.cifar10", "--data", "digits", "--tta", "flip"], capsys)
     assert_clean_error(rc, err, "--tta is for segmenters")
+
+
+def test_predict_with_flip_views_is_mirror_equivariant(tmp_path, capsys):
+    """``archzoo predict --tta flip``: the mask of a mirrored image is the mirrored mask (the two
+    views are averaged, so the answer cannot depend on the image's handedness); without TTA a
+    random U-Net is not."""
+    import numpy as np
+    from PIL import Image
+    from test_robustness_helpers import run_cli
+
+    import archzoo
+
+    torch.manual_seed(0)
+    model = archzoo.create_model("unet", num_classes=3, in_chans=3, base_width=4, depth=2, norm_layer=None).eval()
+    path = tmp_path / "unet.safetensors"
+    archzoo.save_model(model, path, class_names=["a", "b", "c"], input_size=[3, 32, 32], mean=[0.5] * 3, std=[0.25] * 3)
+    rng = np.random.default_rng(0)
+    picture = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(picture).save(tmp_path / "a.png")
+    Image.fromarray(picture[:, ::-1].copy()).save(tmp_path / "b.png")
+    masks = {}
+    for views in ("none", "flip"):
+        out = tmp_path / views
+        rc, _, err = run_cli(["predict", path, tmp_path / "a.png", tmp_path / "b.png", "--out", out, "--tta", views,
+                              "--device", "cpu"], capsys)
+        assert rc == 0, err
+        masks[views] = [np.asarray(Image.open(out / f"{n}.mask.png")) for n in "ab"]
+    a, b = masks["flip"]
+    assert (a[:, ::-1] == b).all()
+    a, b = masks["none"]
+    assert (a[:, ::-1] != b).any()
+
+
+def test_predict_refuses_tta_for_a_classifier(tmp_path, capsys):
+    from PIL import Image
+    from test_robustness_helpers import assert_clean_error, run_cli
+
+    Image.new("RGB", (32, 32)).save(tmp_path / "a.png")
+    rc, out, err = run_cli(["predict", "resnet20.cifar10", tmp_path / "a.png", "--tta", "d4"], capsys)
+    assert_clean_error(rc, err, "--tta is for segmenters")

@@ -56,6 +56,9 @@ def register(subparsers) -> None:
                                                              "(default: resize to the model's input)")
     p.add_argument("--crf", action="store_true", help="segmenters: refine the masks with a dense CRF over the image's "
                                                       "colours (archzoo.segmentation.crf)")
+    p.add_argument("--tta", choices=("none", "flip", "d4"), default="none",
+                   help="segmenters: average the class probabilities over the image and its mirror (flip) or its "
+                        "eight flips and quarter turns (d4; archzoo.segmentation.tta); default none")
     p.add_argument("--device", type=device_arg, help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -63,12 +66,13 @@ def register(subparsers) -> None:
 
 def predict_files(model, meta: dict, files: list[str], topk: int | None = None, device=None, *,
                   score_threshold: float | None = None, out=None, tile: int | None = None,
-                  crf: bool = False) -> list[dict]:
+                  crf: bool = False, tta: str = "none") -> list[dict]:
     """``[{"file", "top": [{"class", "index", "probability"}, ...]}]`` for each image file; a
     segmenter's entries have a pixel ``share`` (and with ``out``, ``mask`` and ``overlay``: the
     PNGs written); a detector's are ``{"file", "detections": [{"label", "index", "score",
     "box"}]}`` (see the module doc), drawn to ``out/<name>.png`` when ``out`` is given.
-    ``topk``: default 5 classes, 100 detections, every class a segmenter finds."""
+    ``topk``: default 5 classes, 100 detections, every class a segmenter finds; ``tta``: a
+    segmenter's test-time augmentation (``"flip"``, ``"d4"``; tiles and the CRF see its averages)."""
     import torch
 
     from ..data.folder import ImageDecoder
@@ -87,7 +91,8 @@ def predict_files(model, meta: dict, files: list[str], topk: int | None = None, 
     detect, segment = task.name == "detection", task.name == "segmentation"
     misplaced = {"--out": (out is not None, detect or segment, "detectors and segmenters"),
                  "--score-threshold": (score_threshold is not None, detect, "detectors"),
-                 "--tile": (tile is not None, segment, "segmenters"), "--crf": (crf, segment, "segmenters")}
+                 "--tile": (tile is not None, segment, "segmenters"), "--crf": (crf, segment, "segmenters"),
+                 "--tta": (tta != "none", segment, "segmenters")}
     for flag, (given, fits, kind) in misplaced.items():
         if given and not fits:
             raise UserError(f"{flag} is for {kind}; {meta.get('model')} is a {task.name} model")
@@ -98,6 +103,10 @@ def predict_files(model, meta: dict, files: list[str], topk: int | None = None, 
         out.mkdir(parents=True, exist_ok=True)
     tf, decode = task.input_transform(size, mean, std, c), ImageDecoder(c)
     model = model.to(device).eval()
+    if tta != "none":
+        from ..segmentation.tta import TestTimeAugment
+
+        model = TestTimeAugment(model, tta).eval()
     results, pictures = [], output_names(files, "")
     for f, picture in zip(files, pictures):
         image = decode(f)
@@ -148,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         check_writable_dir(args.out, "--out")
     model, meta = load_model(args.checkpoint, need_head=True)
     preds = predict_files(model, meta, args.images, args.topk, args.device, score_threshold=args.score_threshold,
-                          out=args.out, tile=args.tile, crf=args.crf)
+                          out=args.out, tile=args.tile, crf=args.crf, tta=args.tta)
     if args.json:
         print_json({"checkpoint": shown(args.checkpoint), "model": meta.get("model"), "predictions": preds})
         return 0
