@@ -179,3 +179,26 @@ def test_shipped_weights_records_say_what_their_files_hold():
         assert tuple(meta["input_size"]) == record.input_size
         assert meta["mean"] == pytest.approx(list(record.mean)) and meta["std"] == pytest.approx(list(record.std))
         assert tuple(meta["class_names"]) == record.class_names
+
+
+@pytest.mark.parametrize("name", ["lenet5", "resnet20", "ssdlite320_mobilenet_v3_large", "unet"])
+def test_info_command_prints_the_card_and_its_measured_size(name, capsys):
+    """``archzoo info`` in text and JSON: the default weights' normalisation and class count, the
+    parameter count archzoo.profile measures, and every trick of the card."""
+    import json
+
+    from test_robustness_helpers import run_cli
+
+    from archzoo.profile import model_stats
+
+    card = model_card(name)
+    rc, out, err = run_cli(["info", name, "--json"], capsys)
+    assert rc == 0, err
+    info = json.loads(out)
+    assert info["mean"] == list(card.mean) and info["std"] == list(card.std)
+    assert info["num_classes"] == card.num_classes and info["params"] == model_stats(name)["params"]
+    rc, out, err = run_cli(["info", name], capsys)
+    assert rc == 0, err
+    assert f"mean {tuple(card.mean)}" in out and f"{card.num_classes} classes" in out
+    assert f"{info['params'] / 1e6:.2f}M parameters" in out
+    assert all(t in out for t in card.tricks)

@@ -25,6 +25,7 @@ def model_info(name: str) -> dict:
         info = getattr(create_model(name), "feature_info", [])
     return {
         **card.to_dict(),
+        "mean": list(card.mean), "std": list(card.std), "num_classes": card.num_classes,  # of its default weights
         "params": stats["params"],
         "params_with_aux": stats["params_with_aux"],
         "gflops": round(stats["gflops"], 4),
