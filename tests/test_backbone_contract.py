@@ -47,6 +47,7 @@ REPRESENTATIVES = {
     "pnasnet": ("pnasnet5large", dict(cells_per_stage=2, filters=8, stem_width=8)),
     "snet": ("snet49", dict(repeats=(1, 2, 1))),
     "spinenet": ("spinenet49", dict(filter_scale=0.25, endpoint_chs=32)),
+    "spiking": ("spiking_lenet5", dict(num_steps=2)),
 }
 # scale-permuted nets (SpineNet) are not a chain: the classifier pools the average of all output
 # levels (not the last map), and the searched block order computes an early output level's block

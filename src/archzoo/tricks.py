@@ -252,3 +252,11 @@ _add("pooling_indices_unpooling", "Remember where each max-pooling window's maxi
      "Badrinarayanan et al., SegNet, arXiv:1511.00561 (the 'switches' of Zeiler & Fergus, arXiv:1311.2901)", 2015)
 _add("dense_upsampling_path", "In the upsampling path of a fully convolutional DenseNet, upsample (transposed conv) only the maps the last dense block created, not its input, so widths stay bounded at full resolution.",
      "Jegou et al., The One Hundred Layers Tiramisu (FC-DenseNet), arXiv:1611.09326", 2016)
+
+# --- spiking networks (snntorch) ------------------------------------------------------------------
+_add("leaky_integrate_and_fire", "Replace the activation by a neuron with a membrane that leaks (u <- beta*u + input), fires a binary spike when it crosses a threshold and is reset by subtraction: computation in discrete events over time steps.",
+     "Lapicque 1907, Recherches quantitatives sur l'excitation electrique des nerfs; in deep learning form Eshraghian et al., Training Spiking Neural Networks Using Lessons From Deep Learning, arXiv:2109.12894", 1907)
+_add("surrogate_gradient", "Train through the spike's step function by backpropagating a smooth stand-in for its derivative (fast sigmoid, arctan), with backpropagation through time.",
+     "Neftci, Mostafa & Zenke, Surrogate Gradient Learning in Spiking Neural Networks, arXiv:1901.09948 (SuperSpike: Zenke & Ganguli, arXiv:1705.11146)", 2019)
+_add("spike_coding", "Feed a static image to a spiking net as spikes over time: rate coding (each pixel fires with probability = intensity each step), latency coding (brighter fires earlier, once), or direct coding (the analog image as a constant current).",
+     "Eshraghian et al., Training Spiking Neural Networks Using Lessons From Deep Learning, arXiv:2109.12894", 2021)
