@@ -15,7 +15,8 @@ operation to each and adds the results; the cell's output concatenates chosen st
 wires the cells together.
 
 The operations are separable convolutions (Sifre 2014; Chollet 2016, arXiv:1610.02357) applied
-twice, 3x3 pooling and the identity. Like the TensorFlow originals (and timm's port, whose
+twice, 3x3 pooling, the identity and (AmoebaNet-A, Real et al. 2019, arXiv:1802.01548) a
+bottlenecked 1x7-then-7x1 convolution. Like the TensorFlow originals (and timm's port, whose
 outputs these match exactly), convolutions and pools use TensorFlow's "SAME" padding: strided
 ones pad asymmetrically (more at the bottom/right). One quirk of timm's port is kept on
 purpose: a strided "SAME" average pool counts its zero padding in the average, while unstrided
@@ -128,6 +129,24 @@ class SepConv(nn.Module):
         return self.bn2(self.sep2(self.act2(x)))
 
 
+class DilConv(nn.Module):
+    """The searched "k x k dilated convolution" (NASNet's search space), in DARTS's form (Liu et al.
+    2018, arXiv:1806.09055): ReLU -> depthwise k x k with dilation 2 -> pointwise 1x1 -> BN, "SAME"
+    padded for the dilated kernel's extent ``2k - 1``."""
+
+    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int = 1, dilation: int = 2):
+        super().__init__()
+        self.extent, self.stride = dilation * (kernel_size - 1) + 1, stride
+        self.act = nn.ReLU()
+        self.depthwise = nn.Conv2d(in_chs, in_chs, kernel_size, stride, dilation=dilation, groups=in_chs, bias=False)
+        self.pointwise = nn.Conv2d(in_chs, out_chs, 1, bias=False)
+        self.bn = NasBatchNorm(out_chs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = pad_same(self.act(x), self.extent, self.stride)
+        return self.bn(self.pointwise(self.depthwise(x)))
+
+
 class ReluConvBn(nn.Sequential):
     """ReLU -> 1x1 convolution -> BN: adapts a cell input's width (children ``act``/``conv``/``bn``)."""
 
@@ -156,21 +175,57 @@ class FactorizedReduction(nn.Module):
         return self.bn(torch.cat([self.conv1(x[..., ::2, ::2]), self.conv2(shifted[..., ::2, ::2])], 1))
 
 
-_OP = re.compile(r"(sep|max|avg)_(\d)x\2|identity")
+class Conv1x7x7x1(nn.Module):
+    """The "1x7 then 7x1 convolution" of the NASNet search space in the bottlenecked form of
+    AmoebaNet's TensorFlow release (Real et al. 2019): ReLU -> 1x1 to ``out_chs // 4`` -> BN ->
+    ReLU -> 1x7 -> BN -> ReLU -> 7x1 -> BN -> ReLU -> 1x1 to ``out_chs`` -> BN, the 1x7 striding
+    along the width and the 7x1 along the height ("SAME" padding), all bias-free."""
+
+    def __init__(self, in_chs: int, out_chs: int, stride: int = 1):
+        super().__init__()
+        mid = max(1, out_chs // 4)
+        self.pre = ReluConvBn(in_chs, mid)
+        self.act1 = nn.ReLU(inplace=True)
+        self.conv_1x7 = nn.Conv2d(mid, mid, (1, 7), (1, stride), padding=(0, 3) if stride == 1 else 0, bias=False)
+        self.bn1 = NasBatchNorm(mid)
+        self.act2 = nn.ReLU(inplace=True)
+        self.conv_7x1 = nn.Conv2d(mid, mid, (7, 1), (stride, 1), padding=(3, 0) if stride == 1 else 0, bias=False)
+        self.bn2 = NasBatchNorm(mid)
+        self.post = ReluConvBn(mid, out_chs)
+        self.post.act.inplace = True  # reads bn2's output, used nowhere else
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act1(self.pre(x))
+        if self.stride > 1:
+            x = F.pad(x, same_padding(x.shape[-1], 7, self.stride))
+        x = self.act2(self.bn1(self.conv_1x7(x)))
+        if self.stride > 1:
+            x = F.pad(x, (0, 0, *same_padding(x.shape[-2], 7, self.stride)))
+        return self.post(self.bn2(self.conv_7x1(x)))
+
+
+_OP = re.compile(r"(sep|dil|max|avg)_(\d)x\2|identity|conv_1x7_7x1")
 
 
 def make_op(name: str, in_chs: int, out_chs: int, stride: int = 1) -> nn.Module:
-    """Build a searched operation: ``sep_KxK``, ``max_3x3``, ``avg_3x3`` or ``identity``.
+    """Build a searched operation: ``sep_KxK``, ``dil_KxK`` (:class:`DilConv`), ``max_3x3``, ``avg_3x3``, ``identity`` or
+    ``conv_1x7_7x1`` (:class:`Conv1x7x7x1`).
 
     A pool or identity that must change the width or stride gets a 1x1 projection: pool -> conv
     -> BN, and ReLU -> strided conv -> BN for the identity (PNASNet's stem and reduction cells).
     """
     m = _OP.fullmatch(name)
     if m is None:
-        raise ValueError(f"unknown cell operation {name!r}; expected sep_KxK, max_3x3, avg_3x3 or identity")
+        raise ValueError(f"unknown cell operation {name!r}; expected sep_KxK, dil_KxK, max_3x3, avg_3x3, identity or "
+                         "conv_1x7_7x1")
+    if name == "conv_1x7_7x1":
+        return Conv1x7x7x1(in_chs, out_chs, stride)
     kind = m.group(1)
     if kind == "sep":
         return SepConv(in_chs, out_chs, int(m.group(2)), stride)
+    if kind == "dil":  # dilated separable, once
+        return DilConv(in_chs, out_chs, int(m.group(2)), stride)
     if kind is None:  # identity
         return nn.Identity() if stride == 1 and in_chs == out_chs else ReluConvBn(in_chs, out_chs, stride)
     pool = SamePool2d(kind, int(m.group(2)), stride)
@@ -251,12 +306,20 @@ class Cell(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.concat = genotype.concat
         self.reduction = reduction
-        self.out_chs = sum(state_chs[s] for s in genotype.concat)
+        # a concatenated state of another width (an unadapted input: a CIFAR net's first cell reads
+        # the stem's output) is projected by 1x1 conv -> BN (TensorFlow's stride-1 factorized reduction)
+        self.concat_proj = nn.ModuleDict({
+            str(s): nn.Sequential(OrderedDict(conv=nn.Conv2d(state_chs[s], chs, 1, bias=False), bn=NasBatchNorm(chs)))
+            for s in genotype.concat if state_chs[s] != chs})
+        self.out_chs = chs * len(genotype.concat)
 
     def forward(self, x: torch.Tensor, x_prev: torch.Tensor) -> torch.Tensor:
         states = [self.adapt_prev(x_prev), self.adapt_cur(x)]
         for block in self.blocks:
             states.append(block(states))
+        if self.concat_proj:
+            return torch.cat([self.concat_proj[str(s)](states[s]) if str(s) in self.concat_proj else states[s]
+                              for s in self.concat], 1)
         return torch.cat([states[s] for s in self.concat], 1)
 
     def forward_state(self, state: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
