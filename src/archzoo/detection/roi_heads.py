@@ -277,7 +277,7 @@ class RoIHeads(nn.Module):
         for img_boxes, img_scores, size in zip(boxes, scores, image_sizes):
             img_boxes = clip_boxes_to_image(img_boxes, size)[:, 1:].reshape(-1, 4)
             logits = torch.arange(1, k1, device=img_scores.device)  # the background (logit 0) is no detection
-            labels = (logits - self.label_offset).expand(len(img_scores), -1).reshape(-1)
+            labels = (logits - self.label_offset).expand(img_scores.shape[0], -1).reshape(-1)
             img_scores = img_scores[:, 1:].reshape(-1)
             keep = torch.where(img_scores > self.score_thresh)[0]
             keep = keep[remove_small_boxes(img_boxes[keep], min_size=1e-2)]

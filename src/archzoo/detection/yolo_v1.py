@@ -34,6 +34,7 @@ from functools import partial
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torchvision.ops import box_iou
 
 from ..layers import ConvNormAct
@@ -76,9 +77,18 @@ class YOLOv1Head(nn.Module):
         nn.init.normal_(self.boxes.weight, std=0.01)
         nn.init.zeros_(self.boxes.bias)
 
+    def pool_to_grid(self, x: torch.Tensor) -> torch.Tensor:
+        """Average-pool the map to ``S x S``. While traced for export, a map that is a whole multiple of
+        the grid (448 px -> 14x14 at stride 32) is pooled with a fixed window, which ONNX expresses;
+        its adaptive pooling, the same numbers, needs sizes the exporter cannot see."""
+        h, w = int(x.shape[-2]), int(x.shape[-1])
+        if torch.jit.is_tracing() and h % self.grid == 0 and w % self.grid == 0:
+            return F.avg_pool2d(x, (h // self.grid, w // self.grid))
+        return self.pool(x)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Boxes ``[N, S*S, B, 5]`` (x, y, sqrt w, sqrt h, confidence) and class probabilities ``[N, S*S, C]``."""
-        x = self.drop(self.act(self.fc(self.pool(self.convs(x)).flatten(1))))
+        x = self.drop(self.act(self.fc(self.pool_to_grid(self.convs(x)).flatten(1))))
         return self.boxes(x).view(x.shape[0], self.grid * self.grid, self.num_boxes, 5), self.classes(x)
 
 
