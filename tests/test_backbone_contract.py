@@ -48,6 +48,7 @@ REPRESENTATIVES = {
     "snet": ("snet49", dict(repeats=(1, 2, 1))),
     "spinenet": ("spinenet49", dict(filter_scale=0.25, endpoint_chs=32)),
     "spiking": ("spiking_lenet5", dict(num_steps=2)),
+    "amoebanet": ("amoebanet_a_cifar", dict(num_normal=1, filters=8, stem_width=24)),
 }
 # scale-permuted nets (SpineNet) are not a chain: the classifier pools the average of all output
 # levels (not the last map), and the searched block order computes an early output level's block
@@ -59,7 +60,7 @@ FAMILIES = sorted(REPRESENTATIVES)
 # googlenet, inception_v3 (AuxNet: a chain of ConcatBranches blocks, as inception_v4, after an affine
 # input transform), inception_resnet_v2 (InceptionNet, as inception_v4),
 # resnext, senet (ResNet), wide_resnet (PreActResNet), mobilenet_v2 (MobileNet, as efficientnet),
-# pnasnet (CellNet and its cells, as nasnet). Each of them passed when checked once by hand.
+# pnasnet and amoebanet (CellNet and its cells, as nasnet). Each of them passed when checked once by hand.
 COMPILED = ["alexnet", "cspnet", "densenet", "efficientnet", "fractalnet", "inception_v4", "lenet",
             "mobilenet_v3", "nasnet", "preact_resnet", "resnet", "squeezenet", "vgg"]
 
