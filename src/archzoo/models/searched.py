@@ -19,8 +19,8 @@ cells are NASNet-A's (with its concatenations).
 from __future__ import annotations
 
 from ..layers.nas_cells import Genotype
-from ..registry import CIFAR_MEAN, CIFAR_STD, family_card, register_variants
-from .nasnet import NASNET_A_NORMAL, NASNET_A_REDUCTION, CellNet, nasnet_cells
+from ..registry import CIFAR_MEAN, CIFAR_STD, register_variants
+from .nasnet import NASNET_A_NORMAL, NASNET_A_REDUCTION, CellNet, card, nasnet_cells
 
 
 def cell_rows(genotype: Genotype) -> list[list]:
@@ -69,13 +69,7 @@ class SearchedCellNet(CellNet):
 
 # --- variants ---------------------------------------------------------------------------------
 
-card = family_card(
-    input_convs=("stem.conv",),
-    family="nasnet",
-    year=2017,
-    paper="arXiv:1707.07012 Learning Transferable Architectures for Scalable Image Recognition (Zoph et al.)",
-    tricks=("searched_cells", "depthwise_separable_conv", "pointwise_conv", "batch_norm", "relu", "global_average_pooling"),
-)
+# the card of its family (NASNet): same paper, year and tricks
 
 register_variants(SearchedCellNet, [
     card("searched_cellnet", input_size=(3, 32, 32), min_input_size=(3, 8, 8), dataset="CIFAR-10", num_classes=10,
