@@ -23,7 +23,9 @@ INCEPTION_STD = (0.5, 0.5, 0.5)
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
-TASKS = ("classification", "detection", "segmentation")
+# the last three: graph networks on superpixel graphs (archzoo.graph), image-to-image super-resolution
+# (archzoo.superres), image-to-words captioning (archzoo.captioning); style transfer nets are "style_transfer"
+TASKS = ("classification", "detection", "segmentation", "graph", "super_resolution", "captioning", "style_transfer")
 
 
 @dataclass(frozen=True)
