@@ -32,7 +32,10 @@ def count_gflops(model: nn.Module, input_size: tuple[int, int, int]) -> float:
     """Multiply-accumulates (in billions) of one forward pass on one image of ``input_size``.
 
     For a detector, the network proper (``forward_batch``: backbone, neck, head on an already
-    resized batch), as the papers count it: resizing, decoding and NMS are not included."""
+    resized batch), as the papers count it: resizing, decoding and NMS are not included.
+    ``None`` for a model that is not a tensor graph (``tensor_graph = False``: the DPM)."""
+    if not getattr(model, "tensor_graph", True):
+        return None
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device

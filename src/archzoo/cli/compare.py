@@ -29,7 +29,7 @@ def compare(names: list[str], repeats: int = 10, latency: bool = True) -> list[d
     for card in cards:
         stats = model_stats(card.name)
         row = {"name": card.name, "year": card.year, "params": stats["params"],
-               "params_with_aux": stats["params_with_aux"], "gflops": round(stats["gflops"], 4),
+               "params_with_aux": stats["params_with_aux"], "gflops": None if stats["gflops"] is None else round(stats["gflops"], 4),
                "input_size": list(card.input_size), "tricks": list(card.tricks),
                "lacks": [t for t in all_tricks if t not in card.tricks]}
         if latency:
@@ -50,7 +50,8 @@ def run(args) -> int:
     columns = ["model", "year", "input", "params (M)", "GFLOPs"] + ([] if args.no_latency else ["CPU ms (b=1)"])
     table = []
     for r in rows:
-        line = [r["name"], r["year"], f"{r['input_size'][1]}x{r['input_size'][2]}", f"{r['params'] / 1e6:.2f}", f"{r['gflops']:.3f}"]
+        line = [r["name"], r["year"], f"{r['input_size'][1]}x{r['input_size'][2]}", f"{r['params'] / 1e6:.2f}",
+                "-" if r["gflops"] is None else f"{r['gflops']:.3f}"]
         if not args.no_latency:
             line.append(f"{r['latency_ms']:.1f}")
         table.append(line)

@@ -28,7 +28,7 @@ def model_info(name: str) -> dict:
         "mean": list(card.mean), "std": list(card.std), "num_classes": card.num_classes,  # of its default weights
         "params": stats["params"],
         "params_with_aux": stats["params_with_aux"],
-        "gflops": round(stats["gflops"], 4),
+        "gflops": None if stats["gflops"] is None else round(stats["gflops"], 4),
         "features": [dict(e) for e in info],
         "trick_details": [{"name": t, **{k: v for k, v in vars(get_trick(t)).items() if k != "name"}} for t in card.tricks],
     }
@@ -48,7 +48,9 @@ def run(args) -> int:
               f"mean {tuple(info['mean'])}, std {tuple(info['std'])}, {info['num_classes']} classes")
     aux = info["params_with_aux"] - info["params"]
     aux_note = f" (+{aux / 1e6:.2f}M in training-only auxiliary heads)" if aux else ""
-    out.print(f"size:       {info['params'] / 1e6:.2f}M parameters{aux_note}, {info['gflops']:.3f} GFLOPs (multiply-adds) at {h}x{w}")
+    flops = ("no GFLOPs (not a tensor graph)" if info["gflops"] is None
+             else f"{info['gflops']:.3f} GFLOPs (multiply-adds) at {h}x{w}")
+    out.print(f"size:       {info['params'] / 1e6:.2f}M parameters{aux_note}, {flops}")
     if info["notes"]:
         out.print(f"notes:      {info['notes']}")
     print_table("tricks", ["trick", "what it is", "introduced by", "year"],
