@@ -13,6 +13,8 @@ Inside a dense block every layer sees the concatenation of all earlier feature m
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -46,14 +48,16 @@ class DenseLayer(nn.Module):
 class DenseBlock(nn.Module):
     """``num_layers`` dense layers; each one's input is the concatenation of everything before it.
 
-    The output has ``in_chs + num_layers * growth_rate`` channels (``out_chs``).
+    The output has ``in_chs + num_layers * growth_rate`` channels (``out_chs``). ``layer``, when
+    given, builds each layer as ``layer(in_chs, growth_rate)`` instead of :class:`DenseLayer`
+    (SRDenseNet's post-activation Conv3x3-ReLU, without batch norm).
     """
 
-    def __init__(self, in_chs: int, num_layers: int, growth_rate: int, bn_size: int = 4, drop_rate: float = 0.0):
+    def __init__(self, in_chs: int, num_layers: int, growth_rate: int, bn_size: int = 4, drop_rate: float = 0.0,
+                 layer: Callable[[int, int], nn.Module] | None = None):
         super().__init__()
-        self.layers = nn.ModuleList(
-            DenseLayer(in_chs + i * growth_rate, growth_rate, bn_size, drop_rate) for i in range(num_layers)
-        )
+        make = layer or (lambda chs, k: DenseLayer(chs, k, bn_size, drop_rate))
+        self.layers = nn.ModuleList(make(in_chs + i * growth_rate, growth_rate) for i in range(num_layers))
         self.out_chs = in_chs + num_layers * growth_rate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
