@@ -70,6 +70,12 @@ def load_model(arg: str | os.PathLike, *, need_head: bool = False, **overrides) 
         raise ValueError(f"{path} holds a features_only extractor, which has no prediction head; "
                          "load it with archzoo.load_model")
     if need_head and meta["num_classes"] == 0:
+        from .registry import model_card
+
+        card = model_card(meta["model"])
+        if card.num_classes == 0:  # no classes by design: a net whose output is a picture (style transfer)
+            raise ValueError(f"{path} holds {meta['model']}, a {card.task} net: it outputs pictures, not classes "
+                             f"(`archzoo info {meta['model']}` says how to apply it; archzoo.load_model loads it)")
         raise ValueError(f"{path} holds {meta['model']} without a classifier (num_classes 0): it gives "
                          "features, not classes; load it with archzoo.load_model")
     kwargs = {**meta.get("kwargs", {}), **overrides}
