@@ -3,11 +3,17 @@
 
     python benchmarks/search_strategies.py                         # cells, 4 strategies, 5 seeds, 100 trials
     python benchmarks/search_strategies.py --seeds 2 --trials 25 --json out.json
+    # one (strategy, seed) per process, stores kept; then one table from every store, finished or not
+    python benchmarks/search_strategies.py --strategies rl --seeds 1 --first-seed 3 --keep runs/stores
+    python benchmarks/search_strategies.py --seeds 0 --collect runs/stores --json all.json
 
 Every (strategy, seed) is one ``archzoo search`` run (one worker) in a temporary folder, on the
 same proxy task: digits at 8x8, ``--train-limit`` training images, ``--epochs`` epochs (no augmentation), NASNet cells of
 ``--blocks`` blocks and ``--filters`` filters. Wall time per trial includes building, profiling
-and training.
+and training. ``--keep DIR`` keeps every search in ``DIR/STRATEGY_SEED`` (a rerun resumes it);
+``--collect DIR`` reads the trials of every search there, also of one that was killed (benchmarks/
+search_gpu.sh runs the 4 x 5 searches as parallel processes under a deadline): a run short of a
+budget counts only for the smaller budgets (the table gives ``n`` per cell).
 """
 
 from __future__ import annotations
@@ -37,13 +43,35 @@ def run_one(strategy: str, seed: int, args, root: Path) -> dict:
                                    "train_limit": args.train_limit, "val_limit": args.val_limit, "batch_size": 32},
                         threads=args.threads, progress=False, report=False)
     run_search(settings)
+    return read_run(out, strategy, seed)
+
+
+def read_run(out: Path, strategy: str, seed: int) -> dict:
+    """The trials of the search in ``out`` in slot order, up to the first slot not done (a killed
+    search's later slots may be done while an earlier one is not)."""
     import optuna
 
-    study = optuna.load_study(study_name=settings.study, storage=settings.storage_url())
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name="archzoo-search", storage=f"sqlite:///{Path(out).resolve() / 'search.db'}")
     done = {t.user_attrs["slot"]: t for t in study.get_trials() if TrialStore.ends_slot(t) and "slot" in t.user_attrs}
-    scores = [done[s].value if done[s].state.name == "COMPLETE" else None for s in sorted(done)]
-    seconds = [done[s].user_attrs.get("metrics", {}).get("seconds") for s in sorted(done)]
-    return {"strategy": strategy, "seed": seed, "scores": scores, "seconds": [x for x in seconds if x is not None]}
+    slots = []
+    while len(slots) in done:
+        slots.append(len(slots))
+    scores = [done[s].value if done[s].state.name == "COMPLETE" else None for s in slots]
+    seconds = [done[s].user_attrs.get("metrics", {}).get("seconds") for s in slots]
+    best = max((s for s in slots if scores[s] is not None), key=lambda s: scores[s], default=None)
+    return {"strategy": strategy, "seed": seed, "scores": scores, "seconds": [x for x in seconds if x is not None],
+            "best_decisions": None if best is None else done[best].user_attrs.get("decisions")}
+
+
+def collect(root: Path) -> list[dict]:
+    """Every ``STRATEGY_SEED`` search kept under ``root``."""
+    runs = []
+    for db in sorted(Path(root).glob("*_*/search.db")):
+        strategy, _, seed = db.parent.name.rpartition("_")
+        if strategy in STRATEGY_OPTIONS and seed.isdigit():
+            runs.append(read_run(db.parent, strategy, int(seed)))
+    return runs
 
 
 def best_after(scores, n):
@@ -66,20 +94,26 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", help="write the raw results here")
+    p.add_argument("--budgets", type=int, nargs="+", default=[25, 50, 100], help="trial counts of the table's columns")
+    p.add_argument("--keep", help="keep the searches in KEEP/STRATEGY_SEED (default: a temporary folder)")
+    p.add_argument("--collect", help="also read every STRATEGY_SEED search kept in this folder, finished or not")
     args = p.parse_args()
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             for strategy in args.strategies:
-                runs.append(run_one(strategy, seed, args, Path(tmp)))
+                runs.append(run_one(strategy, seed, args, Path(args.keep or tmp)))
                 r = runs[-1]
-                print(f"{strategy} seed {seed}: best {max(s for s in r['scores'] if s is not None):.4f}, "
-                      f"{statistics.mean(r['seconds']):.2f} s/trial", file=sys.stderr, flush=True)
+                scores = [s for s in r["scores"] if s is not None]
+                print(f"{strategy} seed {seed}: best {max(scores, default=float('nan')):.4f}, "
+                      f"{statistics.mean(r['seconds'] or [float('nan')]):.2f} s/trial", file=sys.stderr, flush=True)
     for path in args.merge:
         runs += json.loads(Path(path).read_text())["runs"]
+    if args.collect:
+        runs += collect(Path(args.collect))
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "runs": runs}, indent=1))
-    budgets = [b for b in (25, 50, 100) if b <= args.trials]
+    budgets = [b for b in args.budgets if b <= args.trials]
     print("| strategy | " + " | ".join(f"best after {b} (mean ± sd)" for b in budgets) + " | s / trial |")
     print("|---|" + "---|" * (len(budgets) + 1))
     for strategy in args.strategies:
@@ -90,7 +124,15 @@ def main() -> None:
             sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
             cells.append(f"{statistics.mean(vals):.3f} ± {sd:.3f} (n={len(vals)})" if vals else "-")
         secs = [s for r in mine for s in r["seconds"]]
-        print(f"| {strategy} | " + " | ".join(cells) + f" | {statistics.mean(secs):.2f} |")
+        print(f"| {strategy} | " + " | ".join(cells) + (f" | {statistics.mean(secs):.2f} |" if secs else " | - |"))
+    winners = [r for r in runs if r.get("best_decisions")]
+    if winners:  # the best architecture of all the runs (ties: the first run in the list)
+        from archzoo.search.spaces import make_space
+
+        top = max(winners, key=lambda r: max(v for v in r["scores"] if v is not None))
+        space = make_space("cells", blocks=args.blocks, num_normal=1, filters=args.filters)
+        print(f"\nbest of all {len(runs)} runs: {max(v for v in top['scores'] if v is not None):.4f} "
+              f"({top['strategy']}, seed {top['seed']}): {json.dumps(space.genotype(top['best_decisions']))}")
 
 
 if __name__ == "__main__":

@@ -62,6 +62,8 @@ def register(subparsers) -> None:
     o.add_argument("--val-limit", type=POS_INT, help="score on a seeded subset of this many images")
     o.add_argument("--batch-size", type=POS_INT, default=64, help="proxy batch size (default 64)")
     o.add_argument("--lr", type=POS_FLOAT, help="proxy learning rate (default: the engine's)")
+    o.add_argument("--device", default="cpu", help="where proxies train: cpu (default), cuda or cuda:N "
+                   "(latency is measured on the CPU either way)")
     o.add_argument("--max-params", type=POS_INT, help="constraint: at most this many parameters")
     o.add_argument("--max-macs", type=POS_INT, help="constraint: at most this many multiply-adds")
     o.add_argument("--max-latency", type=POS_FLOAT, help="constraint: at most this CPU latency in ms (batch 1)")
@@ -93,7 +95,7 @@ def settings_from_args(args):
     objective = {"data": args.data, "epochs": args.epochs, "image_size": args.image_size, "train_limit": args.train_limit,
                  "val_limit": args.val_limit, "batch_size": args.batch_size, "lr": args.lr, "max_params": args.max_params,
                  "max_macs": args.max_macs, "max_latency_ms": args.max_latency, "target_latency_ms": args.target_latency,
-                 "latency_weight": args.latency_weight}
+                 "latency_weight": args.latency_weight, "device": args.device}
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
     return Settings(out=args.out, space=args.space, strategy=args.strategy, trials=args.trials, seed=args.seed,
                     storage=args.storage, study=args.study, workers=args.workers, space_options=space_options,

@@ -41,6 +41,7 @@ class Objective:
     target_latency_ms: float | None = None
     latency_weight: float = -0.07
     latency_repeats: int = 5
+    device: str = "cpu"  # where proxies train (latency is always measured on the CPU)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -49,10 +50,13 @@ class Objective:
             v = getattr(self, name)
             if v is not None and v <= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {v}")
+        from ..validate import resolve_device
+
+        resolve_device(self.device, option="--device")  # a typo or a missing GPU fails before any trial
         self._splits = None
 
     def config(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k != "latency_repeats"}
+        return {k: v for k, v in asdict(self).items() if k not in ("latency_repeats", "device")}
 
     def splits(self):
         """The training and validation sets, loaded once per worker."""
@@ -110,7 +114,7 @@ class Objective:
             options["lr"] = self.lr
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            summary = train(model, splits, out=None, log="quiet", device="cpu", **options)
+            summary = train(model, splits, out=None, log="quiet", device=self.device, **options)
         acc = float(summary["val_accuracy"])
         metrics.update(accuracy=acc, train_loss=round(float(summary["train_loss"]), 5),
                        seconds=round(time.perf_counter() - t0, 3))
