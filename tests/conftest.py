@@ -1,6 +1,7 @@
 import os
 import sys
 
+import pytest
 import torch
 from hypothesis import settings
 
@@ -17,6 +18,16 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 settings.register_profile("ci", derandomize=True, database=None)
 if in_ci():
     settings.load_profile("ci")
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op torch thread for the test: tiny networks, transforms and per-region convolutions run
+    several times faster without OpenMP hand-offs, more so on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def pytest_report_header(config):

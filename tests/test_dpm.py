@@ -23,13 +23,6 @@ from detection_helpers import shapes_detection
 SMALL = dict(root_sizes=((4, 4),), num_parts=2, part_size=(3, 3), max_scale=3.0)
 
 
-@pytest.fixture
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _brute_1d(f, a, b):
     q = np.arange(f.shape[1])

@@ -19,14 +19,6 @@ from archzoo.validate import UserError
 GRAPH_MODELS = ["gat_superpixel", "gatedgcn_superpixel", "gcn_superpixel"]
 
 
-@pytest.fixture
-def one_thread():
-    """One intra-op thread: on a loaded 2-core machine two spinning threads are many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _two_colours(h: int = 32, w: int = 32) -> torch.Tensor:
     """Left half red, right half blue (uint8 [3, H, W])."""

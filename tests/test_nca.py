@@ -13,12 +13,8 @@ from archzoo.nca import (GrowingNCA, NCAConfig, NCATrainer, alive_mask, builtin_
 from archzoo.validate import UserError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# every test here on one torch thread (the one_thread fixture of conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_perception_is_identity_and_sobel_per_channel():

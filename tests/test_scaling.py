@@ -131,15 +131,6 @@ def test_coefficient_grid_keeps_the_constraint():
         coefficient_grid([0.5], [1.0], [1.0])
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny networks train several times faster on one thread (no OpenMP hand-offs), more so on a
-    busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_search_coefficients_trains_each_candidate_on_the_proxy(one_thread):
     """A CI-sized grid search: the base and one candidate, one epoch on 64 digits."""

@@ -27,13 +27,8 @@ from archzoo.validate import UserError
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The transforms' grid_sample on tiny images is slower with threads fighting over two cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# every test here on one torch thread (the one_thread fixture of conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _load(path, **kw):

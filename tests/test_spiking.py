@@ -141,14 +141,6 @@ def _accuracy(model, x, y):
         return (model(x).argmax(1) == y).float().mean().item()
 
 
-@pytest.fixture
-def one_thread():
-    """One intra-op thread: on a loaded 2-core machine two spinning threads are many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_tiny_training_run_learns_digits_and_is_reproducible(one_thread):
     x, y = _digits("train", 640)

@@ -23,12 +23,8 @@ from archzoo.style.train import StyleTrainConfig, StyleTrainer
 from archzoo.validate import UserError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# every test here on one torch thread (the one_thread fixture of conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _picture(h: int, w: int, seed: int = 0) -> torch.Tensor:

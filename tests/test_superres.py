@@ -19,12 +19,8 @@ from archzoo.validate import UserError
 SMALL = {"num_blocks": 2, "num_layers": 3, "growth_rate": 8, "low_chs": 16, "bottleneck_chs": 16}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# every test here on one torch thread (the one_thread fixture of conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _conv(cin: int, cout: int, k: int) -> int:

@@ -150,3 +150,24 @@ def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError(f"{path} does not hold a state dict (a mapping of names to tensors)")
     return {k.removeprefix("module."): v for k, v in obj.items()}, {}
+
+
+def training_tensors(model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """A model's weights (``model.*``) and its optimizer's per-parameter state (``opt.<i>.<key>``, by
+    parameter position; 0-d tensors stored 1-d), for a small trainer's own safetensors checkpoint
+    (``archzoo nca``, ``archzoo stylize --train``); :func:`load_training_tensors` reverses it."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    for i, p in enumerate(model.parameters()):
+        for k, v in opt.state.get(p, {}).items():
+            tensors[f"opt.{i}.{k}"] = v.reshape(-1) if v.ndim == 0 else v
+    return tensors
+
+
+def load_training_tensors(model: torch.nn.Module, opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    """Put back what :func:`training_tensors` saved (Adam's ``step`` becomes 0-d again)."""
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    for i, p in enumerate(model.parameters()):
+        state = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"opt.{i}.")}
+        if state:
+            state["step"] = state["step"].reshape(())
+            opt.state[p] = state

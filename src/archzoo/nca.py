@@ -37,7 +37,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoint import atomic_write, atomic_write_text, read_tensors, save_tensors
+from .checkpoint import (atomic_write, atomic_write_text, load_training_tensors, read_tensors, save_tensors,
+                         training_tensors)
 from .validate import UserError
 
 CHANNELS = 16
@@ -233,10 +234,7 @@ class NCATrainer:
     # --- checkpoints: weights, optimizer moments, pool, generator state, losses (no pickles) ---
 
     def save(self, path: Path) -> None:
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        for i, p in enumerate(self.model.parameters()):
-            for k, v in self.opt.state.get(p, {}).items():
-                tensors[f"opt.{i}.{k}"] = v.reshape(-1) if v.ndim == 0 else v
+        tensors = training_tensors(self.model, self.opt)
         tensors["pool"] = self.pool
         tensors["generator"] = self.gen.get_state()
         tensors["losses"] = torch.tensor(self.losses, dtype=torch.float64)
@@ -251,12 +249,7 @@ class NCATrainer:
             if getattr(saved, key) != getattr(self.cfg, key):
                 raise UserError(f"--resume: the checkpoint {str(path)!r} was trained with {key}={getattr(saved, key)}, "
                                 f"not {getattr(self.cfg, key)}")
-        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        for i, p in enumerate(self.model.parameters()):
-            state = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"opt.{i}.")}
-            if state:
-                state["step"] = state["step"].reshape(())
-                self.opt.state[p] = state
+        load_training_tensors(self.model, self.opt, tensors)
         self.pool = tensors["pool"].clone()
         self.gen.set_state(tensors["generator"])
         self.losses = tensors["losses"].tolist()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
@@ -65,3 +66,14 @@ def output_names(files: list[str], suffix: str = ".png") -> list[str]:
         seen[stem] = seen.get(stem, 0) + 1
         names.append(f"{stem}{suffix}" if seen[stem] == 1 else f"{stem}-{seen[stem]}{suffix}")
     return names
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type``: a whole number >= 1 (counts, sizes, steps), with a message that says so."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text}")
+    return value

@@ -26,15 +26,8 @@ from __future__ import annotations
 
 import argparse
 
+from .common import positive_int
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _non_negative(text: str) -> float:
@@ -56,13 +49,13 @@ def register(subparsers) -> None:
                    help="a .safetensors checkpoint, <model>.<tag> of shipped weights, or a registered model name")
     p.add_argument("--format", choices=FORMATS, default="onnx", help="file format (default onnx)")
     p.add_argument("--out", required=True, metavar="FILE", help="the file to write")
-    p.add_argument("--opset", type=_positive_int, help="ONNX opset (default 17)")
+    p.add_argument("--opset", type=positive_int, help="ONNX opset (default 17)")
     p.add_argument("--tolerance", type=_non_negative,
                    help="largest accepted difference from PyTorch, relative to the output's scale (default 1e-4)")
     p.add_argument("--int8", action="store_true", help="ONNX: quantize to INT8 (needs --calib)")
     p.add_argument("--fp16", action="store_true", help="ONNX: store weights and compute in float16")
     p.add_argument("--calib", metavar="DIR", help="--int8: a folder of images to calibrate on")
-    p.add_argument("--calib-count", type=_positive_int, metavar="N",
+    p.add_argument("--calib-count", type=positive_int, metavar="N",
                    help="--int8: calibrate on at most N images of --calib, evenly spread (default 256)")
     p.add_argument("--eval", metavar="DATA", help="--int8/--fp16: labelled held-out data the accuracy guard scores "
                                                  "(as archzoo eval reads it; default: --calib)")

@@ -17,15 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text}")
-    return value
+from .common import positive_int
 
 
 def register(sub) -> None:
@@ -34,15 +26,15 @@ def register(sub) -> None:
     p.add_argument("--target", default="smiley", help="an image file (PNG with transparency works best) or a built-in "
                                                       "target: smiley, heart (default smiley)")
     p.add_argument("--out", required=True, help="the run folder (checkpoint, pictures, report.json)")
-    p.add_argument("--steps", type=_positive, default=2000, help="training iterations in all (default 2000)")
-    p.add_argument("--size", type=_positive, default=40, help="grid side in cells (default 40)")
+    p.add_argument("--steps", type=positive_int, default=2000, help="training iterations in all (default 2000)")
+    p.add_argument("--size", type=positive_int, default=40, help="grid side in cells (default 40)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--pool-size", type=_positive, default=256, help="sample pool (default 256; the paper: 1024)")
-    p.add_argument("--batch-size", type=_positive, default=8, help="samples per iteration (default 8)")
-    p.add_argument("--ca-steps", type=_positive, nargs=2, default=(64, 96), metavar=("MIN", "MAX"),
+    p.add_argument("--pool-size", type=positive_int, default=256, help="sample pool (default 256; the paper: 1024)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="samples per iteration (default 8)")
+    p.add_argument("--ca-steps", type=positive_int, nargs=2, default=(64, 96), metavar=("MIN", "MAX"),
                    help="CA steps per iteration, drawn uniformly (default 64 96, the paper's)")
-    p.add_argument("--checkpoint-every", type=_positive, default=100, help="iterations between checkpoints (default 100)")
-    p.add_argument("--threads", type=_positive, default=1, help="CPU threads (default 1)")
+    p.add_argument("--checkpoint-every", type=positive_int, default=100, help="iterations between checkpoints (default 100)")
+    p.add_argument("--threads", type=positive_int, default=1, help="CPU threads (default 1)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--quiet", action="store_true", help="print only the report")
     p.set_defaults(func=run)

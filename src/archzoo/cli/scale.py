@@ -11,7 +11,7 @@ import argparse
 
 from ..scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, PRESETS, coefficient_grid, compound_scale, measure, \
     search_coefficients
-from .common import print_json, print_table
+from .common import positive_int, print_json, print_table
 
 
 def _positive_float(text: str) -> float:
@@ -23,15 +23,6 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
 
 
 def register(sub) -> None:
@@ -53,10 +44,10 @@ def register(sub) -> None:
     s.add_argument("--tolerance", type=_positive_float, default=0.1,
                    help="keep alpha*beta^2*gamma^2 within this fraction of 2 (default 0.1)")
     s.add_argument("--data", default="digits", help="proxy data (default digits)")
-    s.add_argument("--image-size", type=_positive_int, default=32, help="proxy side at phi = 0 (default 32)")
-    s.add_argument("--epochs", type=_positive_int, default=2, help="training epochs per candidate (default 2)")
-    s.add_argument("--train-limit", type=_positive_int, default=None, help="train on this many images")
-    s.add_argument("--val-limit", type=_positive_int, default=None, help="validate on this many images")
+    s.add_argument("--image-size", type=positive_int, default=32, help="proxy side at phi = 0 (default 32)")
+    s.add_argument("--epochs", type=positive_int, default=2, help="training epochs per candidate (default 2)")
+    s.add_argument("--train-limit", type=positive_int, default=None, help="train on this many images")
+    s.add_argument("--val-limit", type=positive_int, default=None, help="validate on this many images")
     s.add_argument("--seed", type=int, default=0, help="seed of every training run (default 0)")
     p.set_defaults(func=run)
 

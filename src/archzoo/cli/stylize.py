@@ -27,18 +27,10 @@ import sys
 from pathlib import Path
 
 from ..validate import arg_type
+from .common import positive_int
 
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text}")
-    return value
 
 
 def _weight(text: str) -> float:
@@ -60,9 +52,9 @@ def register(sub) -> None:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--train", metavar="STYLE", help="train a transformer net for this style picture")
     mode.add_argument("--model", help="apply a trained net: RUN/model.safetensors (or the RUN folder)")
-    p.add_argument("--size", type=_positive, help="longer side of the pictures (Gatys: default 256; --model: default "
+    p.add_argument("--size", type=positive_int, help="longer side of the pictures (Gatys: default 256; --model: default "
                                                   "the picture's own) or the training crop (default 256)")
-    p.add_argument("--steps", type=_positive, help="Gatys: loss evaluations (default 300); --train: steps in all (default 2000)")
+    p.add_argument("--steps", type=positive_int, help="Gatys: loss evaluations (default 300); --train: steps in all (default 2000)")
     p.add_argument("--optimizer", choices=("lbfgs", "adam"), help="Gatys: lbfgs (default, the paper's) or adam")
     p.add_argument("--lr", type=arg_type("lr"), help="learning rate (Gatys: L-BFGS 1, Adam 0.02; --train: 1e-3)")
     p.add_argument("--init", choices=("content", "noise"), help="Gatys: start from the content picture (default) or noise")
@@ -77,8 +69,8 @@ def register(sub) -> None:
     p.add_argument("--style-weight", type=_weight, default=10.0, help="default 10 (losses are relative errors)")
     p.add_argument("--tv-weight", type=_weight, default=0.01, help="total variation weight (default 0.01)")
     p.add_argument("--data", help="--train: a folder of content photos, or 'builtin' (scikit-image's; default)")
-    p.add_argument("--batch-size", type=_positive, help="--train: crops per step (default 4)")
-    p.add_argument("--checkpoint-every", type=_positive, help="--train: steps between checkpoints (default 100)")
+    p.add_argument("--batch-size", type=positive_int, help="--train: crops per step (default 4)")
+    p.add_argument("--checkpoint-every", type=positive_int, help="--train: steps between checkpoints (default 100)")
     p.add_argument("--resume", action="store_true", help="--train: continue the run in --out")
     p.add_argument("--norm", choices=("instance", "batch"), help="--train: the net's norm, instance (default; Ulyanov "
                                                                  "et al.) or batch (the paper's)")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import atomic_write_text, read_tensors, save_tensors
+from ..checkpoint import atomic_write_text, load_training_tensors, read_tensors, save_tensors, training_tensors
 from ..validate import UserError, shown
 from .images import (
     content_images,
@@ -92,10 +92,7 @@ class StyleTrainer:
     # --- checkpoints: weights, Adam moments, generator state, losses (no pickles) ---
 
     def save(self, path: Path, extra: dict) -> None:
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        for i, p in enumerate(self.model.parameters()):
-            for k, v in self.opt.state.get(p, {}).items():
-                tensors[f"opt.{i}.{k}"] = v.reshape(-1) if v.ndim == 0 else v
+        tensors = training_tensors(self.model, self.opt)
         tensors["generator"] = self.gen.get_state()
         keys = ("loss", "content", "style", "tv")
         tensors["losses"] = torch.tensor([[d[k] for k in keys] for d in self.losses] or torch.empty(0, 4), dtype=torch.float64)
@@ -112,12 +109,7 @@ class StyleTrainer:
             theirs = saved.get(key)
             if (list(theirs) if isinstance(theirs, (list, tuple)) else theirs) != (list(mine) if isinstance(mine, (list, tuple)) else mine):
                 raise UserError(f"--resume: the run in {shown(path.parent)!r} was trained with {key}={theirs!r}, not {mine!r}")
-        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        for i, p in enumerate(self.model.parameters()):
-            state = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"opt.{i}.")}
-            if state:
-                state["step"] = state["step"].reshape(())
-                self.opt.state[p] = state
+        load_training_tensors(self.model, self.opt, tensors)
         self.gen.set_state(tensors["generator"])
         keys = ("loss", "content", "style", "tv")
         self.losses = [dict(zip(keys, row)) for row in tensors["losses"].tolist()]
