@@ -29,6 +29,12 @@ def _small_input(card, chans: int | None = None) -> torch.Tensor:
 def test_input_convs_are_exactly_the_convolutions_that_see_the_image(name):
     """Found by running the model: every Conv2d whose input is the image tensor itself."""
     card = model_card(name)
+    if card.task == "graph":  # no convolution sees an image: the layer that sees the nodes' features stands in
+        _check_graph_input_layer(card)
+        return
+    if card.family == "dpm":  # not a neural network: HOG (scikit-image) sees the image; its card names the filters
+        assert card.input_convs == ("filters",) and hasattr(archzoo.create_model(name), "filters")
+        return
     model = _on_meta(name)
     x = _small_input(card)
     seen = []
@@ -42,9 +48,27 @@ def test_input_convs_are_exactly_the_convolutions_that_see_the_image(name):
     assert sorted(set(seen)) == sorted(card.input_convs)
 
 
+def _check_graph_input_layer(card) -> None:
+    """A graph model (archzoo.graph) turns the image into a superpixel graph inside forward (SLIC, on real
+    pixels, so not on the meta device): its ``input_convs`` name exactly the layers fed the node features."""
+    model = archzoo.create_model(card.name).eval()
+    graph = model.to_graphs(torch.rand(1, *card.input_size))
+    seen = []
+    for path, m in model.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            m.register_forward_pre_hook(lambda mod, inp, path=path: seen.append(path) if inp[0] is graph.x else None)
+    with torch.no_grad():
+        model(graph)
+    assert sorted(set(seen)) == sorted(card.input_convs)
+
+
 @pytest.mark.parametrize("name", archzoo.list_models())
 def test_heads_are_the_layers_whose_width_is_the_class_count(name):
     card = model_card(name)
+    if card.task in ("style_transfer", "super_resolution"):  # a picture out, no classes: a class count is refused
+        with pytest.raises(ValueError, match="num_classes"):
+            _on_meta(name, num_classes=7)
+        return
     model = _on_meta(name, num_classes=7)
     present = [h for h in card.heads if any(k.startswith(h + ".") for k in model.state_dict())]
     assert present and present[0] == card.heads[0]  # the main classifier is always built

@@ -97,6 +97,12 @@ BAD = {
                (["--out", "DIR/s", "--storage", "bogus://x"], "--storage"),
                (["--out", "DIR/s", "--space", "blocks", "--image-size", "8"], "--image-size"),
                (["--out", "DIR/s", "--report"], "no search store")],
+    "stylize": [(["chelsea", "--out", "DIR/o.png"], "CONTENT and STYLE"), (["MISSING", "ihc", "--out", "DIR/o.png"], "CONTENT"),
+                (["TEXT", "ihc", "--out", "DIR/o.png"], "cannot read"), (["chelsea", "ihc", "--out", "DIR/o.png", "--steps", "0"], "--steps"),
+                (["chelsea", "ihc", "--out", "DIR/o.png", "--backbone", "nope"], "--backbone"),
+                (["chelsea", "--model", "MISSING", "--out", "DIR/o.png"], "--model"),
+                (["chelsea", "ihc", "--out", "FILE/x.png"], "is a file"),
+                (["chelsea", "ihc", "--out", "DIR/o.png", "--features-weights", "MISSING"], "--features-weights")],
     "demo": [(["--epochs", "0"], "--epochs"), (["--out", "FILE"], "is a file"), (["--model", "no_such_model", "--out", "DIR/demo"], "no_such_model"),
              (["--threads", "-1"], "--threads")],
 }

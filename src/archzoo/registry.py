@@ -206,6 +206,12 @@ def _ensure_loaded() -> None:
 
     detection._register_detectors()
     segmentation._register_segmenters()
+    from . import superres  # noqa: F401  (super-resolution nets)
+    from .style import transformer_net  # noqa: F401  (style transfer nets)
+    from . import captioning  # noqa: F401  (image captioning)
+    from .graph import _register_graph_models  # graph networks on superpixel graphs
+
+    _register_graph_models()
 
 
 def get_entry(name: str) -> ModelEntry:

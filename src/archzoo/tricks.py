@@ -207,7 +207,7 @@ _add("iou_loss", "Regress boxes with a loss on their overlap (IoU, GIoU, CIoU) r
 _add("objects_as_points", "Detect an object as the peak of a per-class centre heatmap, regressing its size and offset there; 3x3 max-pool peaks replace NMS.",
      "Zhou et al., Objects as Points (CenterNet), arXiv:1904.07850", 2019)
 _add("deconvolution_upsampling", "Recover resolution with learned transposed convolutions (stride 2) after the backbone.",
-     "Xiao et al., Simple Baselines for Human Pose Estimation and Tracking, arXiv:1804.06208", 2018)
+     "Noh, Hong & Han, Learning Deconvolution Network for Semantic Segmentation, arXiv:1505.04366", 2015)
 _add("spatial_pyramid_pooling", "Pool a map with several window sizes and concatenate the results: context at several scales for any input size (SPPF chains three 5x5 pools).",
      "He et al., Spatial Pyramid Pooling in Deep Convolutional Networks for Visual Recognition, arXiv:1406.4729", 2014)
 _add("path_aggregation", "After the top-down pyramid, add a bottom-up path so fine localisation reaches the coarse levels quickly.",
@@ -260,3 +260,51 @@ _add("surrogate_gradient", "Train through the spike's step function by backpropa
      "Neftci, Mostafa & Zenke, Surrogate Gradient Learning in Spiking Neural Networks, arXiv:1901.09948 (SuperSpike: Zenke & Ganguli, arXiv:1705.11146)", 2019)
 _add("spike_coding", "Feed a static image to a spiking net as spikes over time: rate coding (each pixel fires with probability = intensity each step), latency coding (brighter fires earlier, once), or direct coding (the analog image as a constant current).",
      "Eshraghian et al., Training Spiking Neural Networks Using Lessons From Deep Learning, arXiv:2109.12894", 2021)
+
+# --- the deformable part model (not a neural network) ---------------------------------------------
+_add("hog_features", "Describe an image by histograms of oriented gradients in small cells (8 px), contrast-normalised over blocks of cells, computed over a pyramid of scales.",
+     "Dalal & Triggs, Histograms of Oriented Gradients for Human Detection, CVPR 2005", 2005)
+_add("deformable_parts", "Score an object as a coarse root template plus part templates at twice its resolution, each free to move from its anchor at a learnt quadratic cost (dx, dy, dx^2, dy^2).",
+     "Felzenszwalb, Girshick, McAllester & Ramanan, Object Detection with Discriminatively Trained Part Based Models, TPAMI 2010", 2010)
+_add("distance_transform", "Find every anchor's best part placement at once with a generalized distance transform: the lower envelope of parabolas, linear time per row and column.",
+     "Felzenszwalb & Huttenlocher, Distance Transforms of Sampled Functions, 2004 (used by Felzenszwalb et al., TPAMI 2010)", 2004)
+_add("latent_svm", "Train a linear SVM whose positives pick their own latent placement (component, scale, part positions) under the current model, alternating relabelling and convex SVM fits.",
+     "Felzenszwalb, Girshick, McAllester & Ramanan, Object Detection with Discriminatively Trained Part Based Models, TPAMI 2010", 2010)
+
+# --- super-resolution (SRDenseNet) ---------------------------------------------------------------
+_add("post_upsampling", "Extract features at the low input resolution and enlarge only at the end of the net with learned transposed convolutions, so the deep part costs scale^2 less than on a pre-upsampled image.",
+     "Dong, Loy & Tang, Accelerating the Super-Resolution Convolutional Neural Network (FSRCNN), arXiv:1608.00367", 2016)
+_add("dense_skip_connections", "Feed every block the low-level features and the outputs of all earlier blocks, and concatenate them all (through a 1x1 bottleneck) for the reconstruction: dense connectivity between blocks, not only inside them.",
+     "Tong, Li, Liu & Gao, Image Super-Resolution Using Dense Skip Connections (SRDenseNet), ICCV 2017", 2017)
+
+# --- graph networks on superpixel graphs (archzoo.graph) ----------------------------------------
+_add("superpixel_graph", "Treat an image as a graph: superpixels (SLIC) are the nodes, with their mean colour, position and size as features; touching (or nearest) superpixels are joined by edges, so a graph network classifies it.",
+     "Monti et al., Geometric Deep Learning on Graphs and Manifolds Using Mixture Model CNNs (MoNet), arXiv:1611.08402", 2016)
+_add("message_passing", "Update every node from messages computed along its edges and aggregated by a permutation-invariant sum or mean; a readout pools the nodes into one vector for the whole graph.",
+     "Gilmer et al., Neural Message Passing for Quantum Chemistry, arXiv:1704.01212", 2017)
+_add("graph_convolution", "Give each node the degree-normalised sum of its neighbours' (and its own) linearly transformed features: a first-order approximation of a spectral graph filter.",
+     "Kipf & Welling, Semi-Supervised Classification with Graph Convolutional Networks, arXiv:1609.02907", 2016)
+_add("graph_attention", "Weigh each neighbour's message by a learned attention score (softmax over the neighbourhood), in several heads whose outputs are concatenated.",
+     "Velickovic et al., Graph Attention Networks, arXiv:1710.10903", 2017)
+_add("edge_gating", "Multiply each neighbour's message by a learned sigmoid gate computed from both nodes (and the edge's features), with a residual connection: soft, anisotropic edge weights.",
+     "Bresson & Laurent, Residual Gated Graph ConvNets, arXiv:1711.07553", 2017)
+
+# --- image captioning (Show, Attend and Tell; archzoo.captioning) ---------------------------------
+_add("recurrent_decoder", "Turn an image into a sentence with a recurrent network (LSTM, GRU or a plain RNN) that emits one word per step, fed the previous word and conditioned on the image's features (its first state computed from them).",
+     "Vinyals et al., Show and Tell: A Neural Image Caption Generator, arXiv:1411.4555", 2014)
+_add("soft_attention", "At every step, score each location of the feature map against the decoder's state with a small MLP (additive attention), softmax the scores over the locations and feed the weighted mean of the features (the context vector) to the step: the decoder looks where the next word is.",
+     "Bahdanau, Cho & Bengio, Neural Machine Translation by Jointly Learning to Align and Translate, arXiv:1409.0473", 2014)
+_add("doubly_stochastic_attention", "Penalise (1 - sum over steps of each location's attention)^2 so every part of the image is attended about once over the sentence, and scale the context by a gate beta = sigmoid(f(h)) the decoder learns, so it can decide how much to look.",
+     "Xu et al., Show, Attend and Tell: Neural Image Caption Generation with Visual Attention, arXiv:1502.03044", 2015)
+_add("teacher_forcing", "Train a sequence generator on the true previous word at every step (not its own guess): every step's loss is computed in one pass, at the price of a train/test mismatch.",
+     "Williams & Zipser, A Learning Algorithm for Continually Running Fully Recurrent Neural Networks, Neural Computation 1989", 1989)
+_add("beam_search", "Decode by keeping the k most probable partial sentences at every step (extending each by every word and keeping the k best by summed log-probability) instead of only the single best word: an approximate search for the most probable sentence.",
+     "Sutskever, Vinyals & Le, Sequence to Sequence Learning with Neural Networks, arXiv:1409.3215 (beam search: Lowerre 1976)", 2014)
+
+# --- style transfer (archzoo.style) ---------------------------------------------------------------
+_add("gram_matrix_style_loss", "Describe a picture's style by the Gram matrices of a network's feature maps (which channels fire together, summed over positions: texture without layout) and match them with a squared error.",
+     "Gatys, Ecker & Bethge, A Neural Algorithm of Artistic Style, arXiv:1508.06576 (CVPR 2016: Image Style Transfer Using Convolutional Neural Networks)", 2015)
+_add("perceptual_loss", "Train an image-to-image network with losses measured in a fixed pretrained network's feature space (feature and Gram-matrix differences) instead of per-pixel errors.",
+     "Johnson, Alahi & Fei-Fei, Perceptual Losses for Real-Time Style Transfer and Super-Resolution, arXiv:1603.08155", 2016)
+_add("instance_norm", "Normalise each channel of each sample over its own spatial positions (no batch statistics, the same in training and inference): removes instance-specific contrast.",
+     "Ulyanov, Vedaldi & Lempitsky, Instance Normalization: The Missing Ingredient for Fast Stylization, arXiv:1607.08022", 2016)

@@ -27,6 +27,18 @@ not counted: ``miou`` (mean IoU over the classes present in the truth or the pre
 ``pixel_accuracy``, ``dice`` (mean Dice, ``2 TP / (2 TP + FP + FN)``), ``pixel_error`` (1 -
 pixel accuracy), ``per_class_iou`` and ``per_class_dice``, ``loss``, ``count`` (images) and, for
 up to 100 classes, ``confusion`` (pixels; rows: true class).
+
+A super-resolution model is scored on whole photos (``photos``: scikit-image's held-out sample
+photos; a folder: every image in it, or with ``--held-out`` the photos its run held out), each
+shrunk by the scale (bicubic) and upscaled back: ``psnr`` (dB) and ``ssim`` on the Y channel,
+``scale`` border pixels shaved, with ``psnr_bicubic`` / ``ssim_bicubic`` of bicubic upsampling,
+``count`` and ``per_image`` (:mod:`archzoo.superres.infer`).
+
+A captioner is scored on images with captions (``shapes-cap``, a folder with ``captions.json`` or
+``captions.csv``; words the checkpoint's vocabulary lacks are ``<unk>``): ``bleu1``..``bleu4``
+(torchmetrics' corpus BLEU against all references), ``exact_match`` and, where the data marks
+held-out compositions (``shapes-cap``'s test split), ``novel_exact_match`` / ``seen_exact_match``;
+greedy decoding, or beam search with ``--beam K`` (docs/captioning.md).
 """
 
 from __future__ import annotations
@@ -52,11 +64,13 @@ def register(subparsers) -> None:
     p.add_argument("-b", "--batch-size", type=T("batch_size"), default=256, help="images per batch (default 256)")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of stopping")
     p.add_argument("--device", type=device_arg, help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--beam", type=int, metavar="K", help="captioners: decode by beam search of width K (default 1: greedy)")
     p.add_argument("--workers", type=T("workers"), help="DataLoader processes for folders not held in memory")
     p.add_argument("--confusion", metavar="PNG", help="also draw the confusion matrix to this file")
     p.add_argument("--tta", choices=("none", "flip", "d4"), default="none",
                    help="segmenters: average the softmax over the image and its mirror (flip) or all eight flips and "
                         "quarter turns (d4; archzoo.segmentation.tta); default none")
+    p.add_argument("--scale", type=int, help="super-resolution: the factor the model must upscale by (a check)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -109,9 +123,17 @@ def run(args: argparse.Namespace) -> int:
     from ..validate import check_writable_file, shown
     from .common import checkpoint_input, console, print_json, print_table
 
+    from ..superres.infer import checkpoint_is_super_resolution, eval_command
+
+    if checkpoint_is_super_resolution(args.checkpoint):  # PSNR/SSIM on whole photos (archzoo.superres.infer)
+        return eval_command(args)
     if args.confusion:
         check_writable_file(args.confusion, "--confusion")
     model, meta = load_model(args.checkpoint, need_head=True)
+    if args.beam is not None:  # captioners: BLEU and exact match of beam-search captions
+        from ..captioning.infer import set_beam
+
+        set_beam(model, args.beam)
     names = meta.get("class_names") or [str(i) for i in range(model.num_classes)]
     task = model_task(model, names)  # the card's task decides what is read, measured and shown
     data, bad_files, description = load_eval_data(args.data, meta, args.subset, args.skip_bad, args.held_out, args.seed,

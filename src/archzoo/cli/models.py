@@ -6,14 +6,14 @@ import fnmatch
 
 from ..shipped import list_shipped
 from ..profile import model_stats
-from ..registry import list_models, model_card
+from ..registry import TASKS, list_models, model_card
 from .common import print_json, print_table
 
 
 def register(sub) -> None:
     p = sub.add_parser("models", help="list registered models with family, year and parameters")
     p.add_argument("pattern", nargs="?", default=None, help="fnmatch pattern, e.g. 'resnet*'")
-    p.add_argument("--task", choices=["classification", "detection", "segmentation"])
+    p.add_argument("--task", choices=list(TASKS))
     p.add_argument("--trick", help="only models using this trick (see `archzoo info`)")
     p.add_argument("--family")
     p.add_argument("--weights", action="store_true", help="list the weights shipped with archzoo instead")

@@ -27,6 +27,21 @@ image larger than ``N`` is segmented at its own resolution by a sliding window o
 tiles, so memory stays bounded whatever the image's size.
 ``--crf`` refines the masks with a fully connected CRF over the image's colours (DeepLab's
 post-processing, :mod:`archzoo.segmentation.crf`).
+
+A graph model (``gcn_superpixel``, :mod:`archzoo.graph`) lists classes as a classifier does;
+``--out DIR`` writes ``DIR/<name>.graph.png``, the image with the superpixel graph the model
+classified drawn over it (``--json`` adds its path as ``graph``).
+
+A super-resolution model (``srdensenet_x4``) upscales each image by its scale (a colour photo's Y
+by the net, Cb/Cr bicubic); ``--out DIR`` writes ``DIR/<name>.x4.png`` and ``DIR/<name>.compare.png``
+(bicubic | model). With ``--reference`` each image is the high-resolution original: it is shrunk
+first, and PSNR/SSIM against it are reported (the picture gets a third panel, the original).
+See :mod:`archzoo.superres.infer`.
+
+A captioner (``show_attend_tell_resnet18``) writes a caption per image (``caption``, ``words``,
+``log_prob``), greedy or by beam search with ``--beam K``; ``--out DIR`` writes ``DIR/<name>.txt``
+(the caption) and ``DIR/<name>.attention.png`` (the image, then each word's attention map over it).
+See :mod:`archzoo.captioning.infer`.
 """
 
 from __future__ import annotations
@@ -60,6 +75,12 @@ def register(subparsers) -> None:
                    help="segmenters: average the class probabilities over the image and its mirror (flip) or its "
                         "eight flips and quarter turns (d4; archzoo.segmentation.tta); default none")
     p.add_argument("--device", type=device_arg, help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--beam", type=int, metavar="K", help="captioners: beam search of width K (default 1: greedy); "
+                                                         "--out DIR writes each word's attention over the image")
+    p.add_argument("--scale", type=int, help="super-resolution: the factor the model must upscale by (a check)")
+    p.add_argument("--reference", action="store_true",
+                   help="super-resolution: each IMAGE is the high-resolution original: shrink it by the scale, upscale "
+                        "that and score it (PSNR/SSIM); the side-by-side picture gets a third panel")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -89,7 +110,8 @@ def predict_files(model, meta: dict, files: list[str], topk: int | None = None, 
     names = meta.get("class_names") or [str(i) for i in range(model.num_classes)]
     task = model_task(model, names)
     detect, segment = task.name == "detection", task.name == "segmentation"
-    misplaced = {"--out": (out is not None, detect or segment, "detectors and segmenters"),
+    graph = task.name == "graph"
+    misplaced = {"--out": (out is not None, detect or segment or graph, "detectors, segmenters and graph models"),
                  "--score-threshold": (score_threshold is not None, detect, "detectors"),
                  "--tile": (tile is not None, segment, "segmenters"), "--crf": (crf, segment, "segmenters"),
                  "--tta": (tta != "none", segment, "segmenters")}
@@ -127,6 +149,10 @@ def predict_files(model, meta: dict, files: list[str], topk: int | None = None, 
 
             entry["picture"] = shown(draw_detections(ImageDecoder(3)(f), r["detections"], task.class_names,
                                                      out / f"{picture}.png"))
+        elif out is not None and graph:  # the superpixel graph the model classified (archzoo.graph)
+            from ..engine.report import save_picture
+
+            entry["graph"] = shown(save_picture(task.draw(model, x), out / f"{picture}.graph.png"))
         elif out is not None and segment:
             from ..engine.report import mask_overlay, save_mask, save_picture
 
@@ -153,9 +179,17 @@ def run(args: argparse.Namespace) -> int:
     from ..validate import check_input_files, check_writable_dir, shown
 
     check_input_files(args.images)  # before the checkpoint is read: the cheap checks first
+    from ..superres.infer import checkpoint_is_super_resolution, predict_command
+
+    if checkpoint_is_super_resolution(args.checkpoint):  # upscaled photos (archzoo.superres.infer)
+        return predict_command(args)
     if args.out is not None:
         check_writable_dir(args.out, "--out")
     model, meta = load_model(args.checkpoint, need_head=True)
+    if model.card.task == "captioning" or args.beam is not None:  # captions (archzoo.captioning.infer)
+        from ..captioning.infer import predict_command as caption_command
+
+        return caption_command(args, model, meta)
     preds = predict_files(model, meta, args.images, args.topk, args.device, score_threshold=args.score_threshold,
                           out=args.out, tile=args.tile, crf=args.crf, tta=args.tta)
     if args.json:
@@ -178,4 +212,6 @@ def run(args: argparse.Namespace) -> int:
     for pr in preds:
         if "mask" in pr:
             print(f"{pr['file']}: mask {pr['mask']}, overlay {pr['overlay']}")
+        if "graph" in pr:
+            print(f"{pr['file']}: superpixel graph {pr['graph']}")
     return 0

@@ -192,6 +192,8 @@ def run(args: argparse.Namespace) -> int:
         acc = summary.get("val_accuracy")
         result = f"validation accuracy {acc:.2%} ({summary['val_count']} images)" if acc is not None else \
             f"training loss {summary['train_loss']:.4f}"
+        if summary.get("val_bleu4") is not None:  # a captioner
+            result = f"validation BLEU-4 {summary['val_bleu4']:.4f} ({summary['val_count']} images)"
         print(f"{summary['model']}: {result}; best epoch {summary['best_epoch']}; "
               f"{summary['time_s']:.0f} s; run folder {shown(folder)}")
     return 0

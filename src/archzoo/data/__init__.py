@@ -18,8 +18,12 @@ takes too). Segmentation sets on disk (:mod:`.masks`, with the map from mask val
 image/mask folder pairs (``"masks:"``), Pascal VOC ``SegmentationClass/`` (:mod:`.voc_seg`,
 ``"vocseg:"``) and COCO polygons/RLE (:mod:`.coco_seg`, ``"cocoseg:"``). ``task=`` (the task of
 the model the data is for) settles a folder that holds both kinds: see :func:`load_dataset`.
-Every loader returns one :class:`ImageDataset`; :func:`load_dataset` then holds out a seeded
-validation split (stratified by class for classification).
+``task="super_resolution"`` reads any folder of photos, and ``"photos"`` scikit-image's sample
+photos, as :class:`archzoo.superres.data.PhotoSet` (their Y planes); ``task="captioning"`` a
+folder of images with a captions file, and ``"shapes-cap"`` the built-in captioned shapes
+(:mod:`.captions`, :mod:`.shapes_captions`). Every other loader returns one
+:class:`ImageDataset`; :func:`load_dataset` then holds out a seeded validation split (stratified
+by class for classification).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from pathlib import Path
 from .dataset import IGNORE_INDEX, TASKS, DatasetSplits, ImageDataset, split_dataset, stratified_split
 from .transforms import build_transform
 
-BUILTIN = ("digits", "shapes", "shapes-det", "shapes-seg")
+BUILTIN = ("digits", "shapes", "shapes-det", "shapes-seg", "photos", "shapes-cap")
 DETECTION_FORMATS = ("voc", "coco", "yolo")  # format= / "<format>:" prefixes of a detection set on disk
 SEGMENTATION_FORMATS = ("masks", "vocseg", "cocoseg")  # ... and of a segmentation set
 FORMATS = DETECTION_FORMATS + SEGMENTATION_FORMATS
@@ -87,6 +91,15 @@ def load_dataset(
     bad: list[tuple[str, str]] = []
     description = ""
     name = str(spec)
+    if task == "super_resolution" or name == "photos":  # photos (Y planes) for super-resolution
+        from ..superres.data import load_photos
+
+        return load_photos(spec, val_split=val_split, seed=seed, subset=subset, skip_bad=skip_bad)
+    if task == "captioning" or name == "shapes-cap":  # images with captions, and their vocabulary
+        from .captions import load_caption_splits
+
+        return load_caption_splits(spec, val_split=val_split, seed=seed, subset=subset, skip_bad=skip_bad,
+                                   image_size=image_size)
     fmt, spec = split_format(spec, format)
     fmt = _format_for_task(fmt, task)
     official = _TEST_ALIASES.get(subset.lower(), subset.lower())  # formats with only train/test

@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 import torch
 from torch.utils.data import Dataset
 
-TASKS = ("classification", "detection", "segmentation")
+TASKS = ("classification", "detection", "segmentation", "captioning")
 IGNORE_INDEX = 255  # a segmentation mask's "not scored" value; the loss and the metrics skip it
 
 
@@ -104,6 +104,11 @@ class ImageDataset(Dataset):
             if k > IGNORE_INDEX:
                 raise ValueError(f"a segmentation dataset has at most {IGNORE_INDEX} classes, got {k}")
             _check_range(mask[mask != IGNORE_INDEX], k, "mask values")
+        elif self.task == "captioning":  # archzoo.data.captions: token ids into class_names (the vocabulary)
+            caps = t.get("captions")
+            if caps is None or caps.dtype != torch.int64 or caps.ndim != 3:
+                raise ValueError("a captioning dataset needs targets 'captions': int64 [N, R, T] token ids")
+            _check_range(caps.flatten(), k, "caption tokens")
 
     def __len__(self) -> int:
         return len(self.images) if self.images is not None else len(self.files)
@@ -117,7 +122,7 @@ class ImageDataset(Dataset):
             keep = out["labels"] >= 0
             per_object = self.targets["labels"].shape
             out = {k: v[keep] if self.targets[k].shape[:2] == per_object else v for k, v in out.items()}
-        else:
+        elif self.task == "segmentation":
             out["mask"] = out["mask"].long()
         return out
 
@@ -152,6 +157,8 @@ class ImageDataset(Dataset):
             values = self.labels
         elif self.task == "detection":
             values = self.targets["labels"][self.targets["labels"] >= 0]
+        elif self.task == "captioning":  # word occurrences
+            values = self.targets["captions"].flatten()
         else:
             mask = self.targets["mask"]
             values = mask[mask != IGNORE_INDEX].long()
@@ -188,6 +195,8 @@ class ImageDataset(Dataset):
             full = torch.full((256,), IGNORE_INDEX, dtype=torch.int64)
             full[: len(lut)] = lut
             targets["mask"] = full[targets["mask"].long()].to(torch.uint8)
+        elif self.task == "captioning":
+            targets["captions"] = lut[targets["captions"]]
         labels = lut[self.labels] if self.labels is not None else None
         return self._like(class_names, labels, targets)
 

@@ -97,6 +97,8 @@ def deploy_metadata(spec: GraphSpec, meta: dict, dynamic: dict) -> dict[str, str
 
     outputs = {"classification": {"logits": "[N, classes], softmax gives probabilities"},
                "segmentation": {"logits": "[N, classes, H, W], argmax over classes gives each pixel's class"},
+               "style_transfer": {"stylized": "[N, C, H, W], the stylised picture in 0..1"},
+               "super_resolution": {"upscaled": "[N, C, scale*H, scale*W], the upscaled picture (Y or RGB) in 0..1"},
                "detection": {"boxes": "[n, 4] x1 y1 x2 y2 in the input's pixels", "scores": "[n]",
                              "labels": "[n] int64, indices into class_names",
                              "masks": "[n, 1, 28, 28] probabilities over each box"}}[spec.task]
@@ -361,7 +363,8 @@ def _report(path: Path, result: dict, spec: GraphSpec, size, tolerance: float, m
         inputs["proposals"] = ["proposals", 4]
     shapes = {"logits": ["batch", "classes"] if spec.task == "classification" else ["batch", "classes", *hw],
               "boxes": ["detections", 4], "scores": ["detections"], "labels": ["detections"],
-              "masks": ["detections", 1, 28, 28]}
+              "masks": ["detections", 1, 28, 28], "stylized": ["batch", c, *hw],
+              "upscaled": ["batch", c, "out_height", "out_width"]}
     return {"path": str(path), "max_abs_diff": result["max_abs_diff"], "tolerance": tolerance, "inputs": inputs,
             "outputs": {k: shapes[k] for k in spec.outputs}, "metadata": {k: json.loads(v) for k, v in metadata.items()},
             "exporter": result["exporter"], "checks": result["checks"], "bytes": path.stat().st_size}

@@ -72,8 +72,11 @@ class GraphSpec:
             axes["proposals"] = {0: "proposals"}
         if self.task == "detection":
             axes.update({name: {0: "detections"} for name in self.outputs})
+        elif self.task == "super_resolution":  # the output is scale times the input's size
+            axes.update({name: {0: "batch"} | ({2: "out_height", 3: "out_width"} if spatial else {})
+                         for name in self.outputs})
         elif self.batch:
-            axes.update({name: {0: "batch"} | ({2: "height", 3: "width"} if spatial and self.task == "segmentation"
+            axes.update({name: {0: "batch"} | ({2: "height", 3: "width"} if spatial and self.task in ("segmentation", "style_transfer")
                                                else {}) for name in self.outputs})
         return axes
 
@@ -136,6 +139,10 @@ def export_graph(model: nn.Module) -> GraphSpec:
         return GraphSpec(ClassifierGraph(model).eval(), task, ["image"], ["logits"])
     if task == "segmentation":
         return GraphSpec(ClassifierGraph(model).eval(), task, ["image"], ["logits"])
+    if task == "style_transfer":  # picture in 0..1 -> stylised picture in 0..1, same size
+        return GraphSpec(ClassifierGraph(model).eval(), task, ["image"], ["stylized"])
+    if task == "super_resolution":  # LR picture (Y or RGB) in 0..1 -> the scale-times larger picture
+        return GraphSpec(ClassifierGraph(model).eval(), task, ["image"], ["upscaled"])
     if task == "detection":
         from ..detection.selective_search import SelectiveSearchProposer
 

@@ -59,7 +59,11 @@ def load_training_data(data, *, val_data=None, val_split: float = 0.1, image_siz
                                skip_bad=skip_bad, image_size=image_size, task=task, class_map=value_map,
                                masks=masks)
         val, bad = vsplits.train, bad + vsplits.bad_files
-        if [shown(n) for n in vsplits.class_names] != list(names):
+        if getattr(val, "task", None) == "captioning":  # its words in the training vocabulary (others: <unk>)
+            from ..data.captions import match_vocabulary
+
+            val = match_vocabulary(val, splits.class_names)
+        elif [shown(n) for n in vsplits.class_names] != list(names):
             raise ValueError(f"validation classes {[shown(n) for n in vsplits.class_names]} differ from training "
                              f"classes {names}")
     elif val_data is not None:
@@ -281,6 +285,10 @@ def train(model: str | nn.Module | None = None, data=None, *, out: str | Path | 
                 model = create_model(name, num_classes=len(class_names), in_chans=int(in_chans), weights=weights,
                                      **(model_kwargs or {}))
         teacher_model = _load_teacher(teacher, class_names) if teacher is not None else None
+        if getattr(getattr(model, "card", None), "task", None) == "super_resolution":  # every photo holds a patch
+            from ..superres.data import check_patches
+
+            check_patches(model, train_ds, val_ds, image_size)
         run = {"model": name, "model_kwargs": model_kwargs or {},
                "data": str(data) if isinstance(data, (str, Path)) else None,
                "val_data": str(val_data) if isinstance(val_data, (str, Path)) else None,
@@ -290,6 +298,11 @@ def train(model: str | nn.Module | None = None, data=None, *, out: str | Path | 
                                 "train_limit": train_limit, "val_limit": val_limit}}
         if bad:
             run["skipped_files"] = len(bad)
+        from .fitted import fit_run, is_fitted
+
+        if is_fitted(model):  # fitted by its own procedure (DPM's latent SVM), not by the gradient loop
+            return fit_run(model, train_ds, val_ds, cfg=cfg, class_names=class_names, options=options, out=out,
+                           input_size=image_size, log=log, extra_meta={"run": run}, overwrite=overwrite)
         trainer = Trainer(model, train_ds, val_ds, config=cfg, out=out, class_names=class_names, input_size=image_size,
                           log=log, tensorboard=tensorboard, device=device, teacher=teacher_model,
                           extra_meta={"run": run, **_class_map(train_ds)})

@@ -12,6 +12,7 @@ from ..data.transforms import AUGMENTS, DETECTION_AUGMENTS, SEGMENTATION_AUGMENT
 
 AUGMENT_RECIPES = AUGMENTS + DETECTION_AUGMENTS + SEGMENTATION_AUGMENTS  # the second group for detection runs only,
 # the third for segmentation runs only
+PIXEL_LOSSES = ("l2", "l1")  # --loss of a super-resolution run; any other spec is a segmentation loss
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "onecycle", "constant")
@@ -80,7 +81,8 @@ class TrainConfig:
                 raise UserError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
         from ..segmentation.losses import parse_loss
 
-        parse_loss(self.loss)  # a clear error naming the terms
+        if self.loss not in PIXEL_LOSSES:  # super-resolution: l2 / l1 (archzoo.engine.super_resolution)
+            parse_loss(self.loss)  # a clear error naming the terms
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name in RANGES:

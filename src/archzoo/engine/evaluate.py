@@ -21,12 +21,17 @@ def model_task(model: nn.Module, class_names: list[str] | None = None) -> Task:
     """The :class:`Task` of ``model``'s card (classification for a model without one)."""
     card = getattr(model, "card", None)
     num_classes = getattr(model, "num_classes", None) or len(class_names or [])
-    return make_task(card.task if card is not None else "classification", class_names or [], num_classes=num_classes)
+    return make_task(card.task if card is not None else "classification", class_names or [], num_classes=num_classes,
+                     model=model)
 
 
 def match_classes(ds, names: list[str] | None, num_classes: int):
     """``ds`` with its labels re-indexed into the checkpoint's class list ``names``."""
     ds_names = list(ds.class_names)
+    if getattr(ds, "task", None) == "captioning" and names is not None:  # words it lacks are <unk>, as in training
+        from ..data.captions import match_vocabulary
+
+        return match_vocabulary(ds, names)
     if names is None:
         if len(ds_names) != num_classes:
             raise ValueError(f"the checkpoint has no class names and {num_classes} outputs; the data has "
@@ -61,7 +66,7 @@ def evaluate_model(model: nn.Module, ds, *, input_size: int, mean, std, class_na
     if not num_classes:
         raise UserError("the model has no classifier (num_classes 0): it gives features, not classes")
     task = task or model_task(model, list(class_names or ds.class_names))
-    if ds.task != task.name:
+    if ds.task != getattr(task, "data_task", task.name):  # a graph model is scored on classification data
         raise UserError(f"the model is a {task.name} model and the data is for {ds.task}")
     ds = match_classes(ds, class_names, num_classes)
     cfg = TrainConfig(workers=workers, channels_last=False)

@@ -276,10 +276,11 @@ class ClassificationTask(Task):
 
 
 def make_task(name: str, class_names: list[str], *, num_classes: int | None = None, cfg=None,
-              teacher: nn.Module | None = None, train_data=None) -> Task:
+              teacher: nn.Module | None = None, train_data=None, model: nn.Module | None = None) -> Task:
     """The task called ``name`` (``classification``, ``segmentation``, ``detection``) for these
     classes, configured from the recipe ``cfg`` (a :class:`~archzoo.engine.config.TrainConfig`).
-    ``train_data``: the training set, whose class frequencies weigh the ``wce`` and ``unet`` losses."""
+    ``train_data``: the training set, whose class frequencies weigh the ``wce`` and ``unet`` losses;
+    ``model``: the model (``super_resolution`` takes its ``scale``)."""
     from ..data.transforms import DETECTION_AUGMENTS, SEGMENTATION_AUGMENTS
     from ..validate import UserError
     from .config import TrainConfig
@@ -289,7 +290,7 @@ def make_task(name: str, class_names: list[str], *, num_classes: int | None = No
     if cfg.crop_size and name == "classification":
         raise UserError("crop_size (--crop-size) crops detection and segmentation samples; a classifier's crops come "
                         "from --augment (random-resized or pad-and-crop)")
-    if cfg.loss != "ce" and name != "segmentation":
+    if cfg.loss != "ce" and name not in ("segmentation", "super_resolution"):
         raise UserError(f"loss {cfg.loss!r}: --loss chooses a segmentation loss; a {name} run trains on "
                         f"{'cross-entropy' if name == 'classification' else 'its detector losses'} (leave --loss out)")
     if name == "classification":
@@ -323,5 +324,27 @@ def make_task(name: str, class_names: list[str], *, num_classes: int | None = No
         from .detection import DetectionTask
 
         return DetectionTask(num_classes, class_names)
-    raise ValueError(f"unknown task {name!r}; tasks: classification, segmentation, detection")
+    if name == "graph":  # superpixel-graph classifiers (archzoo.graph), trained on classification data
+        from .graph import GraphTask
+
+        if cfg.crop_size:
+            raise UserError("crop_size (--crop-size): a graph model sees whole images (the superpixels of the image "
+                            "at --image-size); leave --crop-size out")
+        return GraphTask(num_classes, class_names, label_smoothing=cfg.label_smoothing)
+    if name == "super_resolution":  # --loss l2 (the paper's; "ce", the recipe default, means it too) or l1
+        from .super_resolution import SuperResolutionTask
+
+        if cfg.crop_size:
+            raise UserError("crop_size (--crop-size): a super-resolution run cuts patches of --image-size (the input "
+                            "side) times the model's scale; leave --crop-size out")
+        return SuperResolutionTask(getattr(model, "scale", 4), loss="l2" if cfg.loss == "ce" else cfg.loss)
+    if name == "captioning":  # class_names: the vocabulary (archzoo.data.captions)
+        from .captioning import CaptioningTask
+
+        if cfg.crop_size or cfg.label_smoothing > 0:
+            raise UserError("crop_size (--crop-size) and label_smoothing (--label-smoothing): not available for a "
+                            "captioning model (it sees whole images and trains on cross-entropy of the next word)")
+        return CaptioningTask(num_classes, class_names)
+    raise ValueError(f"unknown task {name!r}; tasks: classification, segmentation, detection, graph, super_resolution, "
+                     "captioning (style transfer trains with archzoo stylize --train)")
 

@@ -122,7 +122,7 @@ class Trainer:
                 teacher = torch.compile(teacher, mode=cfg.compile_mode)
         self.task = task or make_task(_task_of(model, train_data), self.class_names, cfg=cfg, teacher=teacher,
                                       num_classes=getattr(model, "num_classes", len(self.class_names)),
-                                      train_data=train_data)
+                                      train_data=train_data, model=model)
         self.extra_meta = dict(extra_meta or {})
 
         self.model = model.to(self.device)
@@ -361,6 +361,8 @@ def _task_of(model: nn.Module, data) -> str:
     """The data's task; a zoo model must have been made for it."""
     task = getattr(data, "task", "classification")
     card = getattr(model, "card", None)
+    if card is not None and card.task == "graph" and task == "classification":
+        return "graph"  # a superpixel-graph model (archzoo.graph) classifies images: it trains on classification data
     if card is not None and card.task != task:
         raise ValueError(f"{card.name} is a {card.task} model and the data is for {task}; pick a {task} model "
                          f"(archzoo models --task {task}) or {card.task} data")
