@@ -26,18 +26,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import positive_int
-
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
+from .common import non_negative_float, positive_int
 
 
 def register(subparsers) -> None:
@@ -50,7 +39,7 @@ def register(subparsers) -> None:
     p.add_argument("--format", choices=FORMATS, default="onnx", help="file format (default onnx)")
     p.add_argument("--out", required=True, metavar="FILE", help="the file to write")
     p.add_argument("--opset", type=positive_int, help="ONNX opset (default 17)")
-    p.add_argument("--tolerance", type=_non_negative,
+    p.add_argument("--tolerance", type=non_negative_float,
                    help="largest accepted difference from PyTorch, relative to the output's scale (default 1e-4)")
     p.add_argument("--int8", action="store_true", help="ONNX: quantize to INT8 (needs --calib)")
     p.add_argument("--fp16", action="store_true", help="ONNX: store weights and compute in float16")
@@ -59,7 +48,7 @@ def register(subparsers) -> None:
                    help="--int8: calibrate on at most N images of --calib, evenly spread (default 256)")
     p.add_argument("--eval", metavar="DATA", help="--int8/--fp16: labelled held-out data the accuracy guard scores "
                                                  "(as archzoo eval reads it; default: --calib)")
-    p.add_argument("--max-drop", type=_non_negative, default=1.0, metavar="POINTS",
+    p.add_argument("--max-drop", type=non_negative_float, default=1.0, metavar="POINTS",
                    help="--int8/--fp16: refuse when top-1 (classifiers) or mean IoU (segmenters) drops by more "
                         "than this many points (default 1.0)")
     p.add_argument("--web", metavar="DIR", help="ONNX: also write a static folder that runs the model in a browser")

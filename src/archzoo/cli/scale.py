@@ -7,41 +7,28 @@ phi = 1 on a proxy task (``--data``, default the built-in digits) with the train
 
 from __future__ import annotations
 
-import argparse
-
 from ..scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, PRESETS, coefficient_grid, compound_scale, measure, \
     search_coefficients
-from .common import positive_int, print_json, print_table
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
-
+from .common import non_negative_float, positive_int, print_json, print_table
 
 
 def register(sub) -> None:
     p = sub.add_parser("scale", help="compound-scale a block-string network (EfficientNet's depth/width/resolution)")
     p.add_argument("base", help="a block-string network, e.g. efficientnet_b0 or mobilenet_v2")
-    p.add_argument("--phi", type=_positive_float, default=None, help="compound coefficient (required unless "
+    p.add_argument("--phi", type=non_negative_float, default=None, help="compound coefficient (required unless "
                    "--search-coefficients)")
-    p.add_argument("--alpha", type=_positive_float, default=PAPER_ALPHA, help=f"depth base (default {PAPER_ALPHA})")
-    p.add_argument("--beta", type=_positive_float, default=PAPER_BETA, help=f"width base (default {PAPER_BETA})")
-    p.add_argument("--gamma", type=_positive_float, default=PAPER_GAMMA, help=f"resolution base (default {PAPER_GAMMA})")
+    p.add_argument("--alpha", type=non_negative_float, default=PAPER_ALPHA, help=f"depth base (default {PAPER_ALPHA})")
+    p.add_argument("--beta", type=non_negative_float, default=PAPER_BETA, help=f"width base (default {PAPER_BETA})")
+    p.add_argument("--gamma", type=non_negative_float, default=PAPER_GAMMA, help=f"resolution base (default {PAPER_GAMMA})")
     p.add_argument("--preset", choices=PRESETS, default=None,
                    help="use a published table instead of alpha^phi... (efficientnet: B0..B7 for phi 0..7)")
     p.add_argument("--name", default=None, help="registered name of the result (default BASE_phiK)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     s = p.add_argument_group("--search-coefficients: grid search for alpha, beta, gamma at phi = 1")
     s.add_argument("--search-coefficients", action="store_true", help="run the grid search instead of scaling")
-    s.add_argument("--grid", type=_positive_float, nargs="+", default=[1.0, 1.1, 1.2, 1.3, 1.4],
+    s.add_argument("--grid", type=non_negative_float, nargs="+", default=[1.0, 1.1, 1.2, 1.3, 1.4],
                    help="values tried for each of alpha, beta, gamma (default 1.0 1.1 1.2 1.3 1.4)")
-    s.add_argument("--tolerance", type=_positive_float, default=0.1,
+    s.add_argument("--tolerance", type=non_negative_float, default=0.1,
                    help="keep alpha*beta^2*gamma^2 within this fraction of 2 (default 0.1)")
     s.add_argument("--data", default="digits", help="proxy data (default digits)")
     s.add_argument("--image-size", type=positive_int, default=32, help="proxy side at phi = 0 (default 32)")

@@ -27,20 +27,9 @@ import sys
 from pathlib import Path
 
 from ..validate import arg_type
-from .common import positive_int
+from .common import non_negative_float, positive_int
 
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-
-
-
-def _weight(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
 
 
 def register(sub) -> None:
@@ -65,9 +54,9 @@ def register(sub) -> None:
                                            "feature-map index (default the middle one)")
     p.add_argument("--style-layers", nargs="+", help="style layers (default relu1_1..relu5_1 (Gatys) / relu1_2 relu2_2 "
                                                      "relu3_3 relu4_3 (--train) on VGG, else every feature map)")
-    p.add_argument("--content-weight", type=_weight, default=1.0, help="default 1")
-    p.add_argument("--style-weight", type=_weight, default=10.0, help="default 10 (losses are relative errors)")
-    p.add_argument("--tv-weight", type=_weight, default=0.01, help="total variation weight (default 0.01)")
+    p.add_argument("--content-weight", type=non_negative_float, default=1.0, help="default 1")
+    p.add_argument("--style-weight", type=non_negative_float, default=10.0, help="default 10 (losses are relative errors)")
+    p.add_argument("--tv-weight", type=non_negative_float, default=0.01, help="total variation weight (default 0.01)")
     p.add_argument("--data", help="--train: a folder of content photos, or 'builtin' (scikit-image's; default)")
     p.add_argument("--batch-size", type=positive_int, help="--train: crops per step (default 4)")
     p.add_argument("--checkpoint-every", type=positive_int, help="--train: steps between checkpoints (default 100)")
